@@ -1,0 +1,1 @@
+"""Deferred-based client for qemud (and libvirtd) over libvirt's remote protocol."""

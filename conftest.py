@@ -1,0 +1,22 @@
+"""
+Make the test suite run against the working tree, not an installed copy.
+
+The package is installed (non-editable) by C{make test} and C{.ci/run} so
+that its console scripts and the C{twistd qemud} plugin exist; the source
+directories are put first on C{sys.path} here, and exported in
+C{PYTHONPATH} for the daemons and clients the integration tests spawn.
+"""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+SOURCE_PATHS = [ROOT, os.path.join(ROOT, "clients")]
+
+for path in reversed(SOURCE_PATHS):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    SOURCE_PATHS + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)

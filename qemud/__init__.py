@@ -1,0 +1,1 @@
+"""qemud: a QEMU/KVM virtualization daemon speaking libvirt's remote protocol."""

@@ -1,0 +1,1 @@
+"""The daemon: RPC server protocol, dispatch, driver, persistence, listeners."""

@@ -1,0 +1,1 @@
+"""Pure domain model: libvirt-style domain XML parsed into frozen dataclasses."""

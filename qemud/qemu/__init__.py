@@ -1,0 +1,1 @@
+"""Everything that talks to QEMU: capabilities, command line, QMP, processes, guests."""

@@ -1,0 +1,1 @@
+"""Pure implementation of libvirt's remote RPC protocol: XDR, framing, procedures."""
