@@ -222,6 +222,8 @@ class CharDev:
     @ivar protocol: C{<protocol type=>}: C{raw} or C{telnet} (C{tcp}).
     @ivar target_type: C{<target type=>} (C{isa-serial}, C{serial}, C{virtio}).
     @ivar target_port: C{<target port=>}.
+    @ivar bind_host: C{<source mode='bind' host=>} (C{udp}): the local end.
+    @ivar bind_service: C{<source mode='bind' service=>} (C{udp}): the local port.
     """
 
     type: str
@@ -233,6 +235,8 @@ class CharDev:
     target_type: str | None = None
     target_port: int | None = None
     alias: str | None = None
+    bind_host: str | None = None
+    bind_service: str | None = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +315,7 @@ class Domain:
     @ivar vcpus: C{<vcpu>}: maximum vCPUs.
     @ivar current_vcpus: C{<vcpu current=>}, C{None} when absent.
     @ivar cpuset: C{<vcpu cpuset=>}, kept as given.
+    @ivar vcpu_placement: C{<vcpu placement=>}: C{static} or C{auto}.
     """
 
     type: str
@@ -331,3 +336,4 @@ class Domain:
     on_reboot: str = "restart"
     on_crash: str = "destroy"
     devices: Devices = field(default_factory=Devices)
+    vcpu_placement: str | None = None

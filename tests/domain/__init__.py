@@ -1,0 +1,1 @@
+"""Tests for the pure domain XML layer, L{qemud.domain}."""
