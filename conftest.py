@@ -20,3 +20,13 @@ for path in reversed(SOURCE_PATHS):
 os.environ["PYTHONPATH"] = os.pathsep.join(
     SOURCE_PATHS + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )
+
+
+def pytest_sessionstart(session: object) -> None:
+    """
+    Run the suite from a scratch directory: trial's C{mktemp()} makes paths
+    relative to the working directory, which must not be the checkout.
+    """
+    import tempfile
+
+    os.chdir(tempfile.mkdtemp(prefix="qemud-tests-"))
