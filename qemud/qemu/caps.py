@@ -597,7 +597,17 @@ def find_emulator(domain: Domain, search_path: str | None = None) -> str:
             raise ConfigUnsupportedError(
                 f"emulator '{emulator}' does not exist or is not executable")
         return emulator
-    arch = domain.os.arch or host_arch()
+    return emulator_for_arch(domain.os.arch or host_arch(), search_path)
+
+
+def emulator_for_arch(arch: str, search_path: str | None = None) -> str:
+    """
+    @param arch: a guest architecture (C{x86_64}, C{i686}, C{aarch64}, ...).
+    @param search_path: a C{PATH}-style list; C{None} uses C{$PATH}.
+    @return: the absolute path of the QEMU binary for C{arch}.
+    @raise ConfigUnsupportedError: the arch is unknown or its binary is not
+        installed.
+    """
     name = BINARY_FOR_ARCH.get(arch)
     if name is None:
         raise ConfigUnsupportedError(f"no QEMU emulator is known for architecture '{arch}'")
@@ -712,3 +722,17 @@ def capabilities_xml(host: HostCPU, guests: Sequence[QemuCaps]) -> str:
     text: str = xmltodict.unparse(document, pretty=True, indent="  ", full_document=False,
                                   short_empty_elements=True)
     return text + "\n"
+
+
+def installed_emulators(search_path: str | None = None) -> list[str]:
+    """
+    @param search_path: a C{PATH}-style list; C{None} uses C{$PATH}.
+    @return: the absolute path of every QEMU system emulator installed, once
+        each, in a stable order.
+    """
+    found: dict[str, None] = {}
+    for name in sorted(set(BINARY_FOR_ARCH.values())):
+        path = shutil.which(name, path=search_path)
+        if path is not None:
+            found[os.path.abspath(path)] = None
+    return list(found)
