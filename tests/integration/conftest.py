@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import unittest
 from collections.abc import Iterator
 
 import pytest
@@ -84,18 +83,3 @@ def reaper() -> Iterator[ProcessReaper]:
         yield r
     finally:
         r.kill_all()
-
-
-def pytest_pycollect_makeitem(
-    collector: pytest.Module | pytest.Class, name: str, obj: object
-) -> pytest.Class | None:
-    """
-    Collect plain classes named C{...Tests} (the house naming) in this
-    folder even though the project's pytest configuration only looks for
-    C{Test...}.
-    """
-    if (isinstance(collector, pytest.Module) and isinstance(obj, type)
-            and name.endswith("Tests") and not name.startswith("_")
-            and not issubclass(obj, unittest.TestCase)):
-        return pytest.Class.from_parent(collector, name=name)
-    return None
