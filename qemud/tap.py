@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd qemud}: command-line options and the service tree.
+
+This is the only module that touches the global reactor.  The tree is a
+L{MultiService}: the domain manager first (it loads configs and status files
+before anything listens), then one L{StreamServerEndpointService} per
+listening socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from qemud.daemon.listeners import (
+    DEFAULT_TCP_PORT,
+    DEFAULT_TLS_PORT,
+    AddressError,
+    HostPort,
+    parse_host_port,
+    tcp_endpoint,
+    unix_endpoint,
+)
+from qemud.daemon.paths import DaemonPaths
+
+
+class Options(usage.Options):
+    """
+    The options of C{twistd qemud}.  They are a contract: keep them stable
+    and documented in the README.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run the qemud virtualization daemon. By default root runs the system "
+        "daemon (/run/qemud/qemud-sock and the read-only qemud-sock-ro) and other "
+        "users a session daemon ($XDG_RUNTIME_DIR/qemud/qemud-sock)."
+    )
+
+    optFlags = [
+        ["session", None, "Run a per-user session daemon (default for non-root)."],
+        ["system", None, "Run the system daemon (default for root)."],
+        ["allow-insecure-tcp", None, "Allow --listen-tcp on addresses that are not loopback."],
+        ["tls-anonymous-readonly", None,
+         "Let TLS clients without a certificate in, read-only."],
+        ["no-autostart", None, "Do not start autostart guests when the daemon starts."],
+    ]
+
+    optParameters = [
+        ["root", None, None, "Put every path (sockets, configs, status, logs) below DIR."],
+        ["pki-dir", None, None,
+         "Directory holding cacert.pem, servercert.pem, serverkey.pem and optional cacrl.pem "
+         "(default: libvirt's locations)."],
+        ["max-clients", None, 5000, "Most client connections at once.", int],
+        ["max-client-requests", None, 64, "Most calls in flight per client.", int],
+        ["tls-handshake-timeout", None, 10.0, "Seconds a client has to finish the TLS handshake.",
+         float],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["listen-tcp"] = []
+        self["listen-tls"] = []
+        self["tls-allowed-dn"] = []
+        self["define"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Also listen (read-write) on a Twisted server endpoint string, e.g.
+        systemd:domain=UNIX:index=0 for socket activation. Repeatable.
+        """
+        self["listen"].append(endpoint)
+
+    def opt_listen_tcp(self, address: str) -> None:
+        """
+        Listen with plain TCP on HOST:PORT (IPv4, or [IPv6]:PORT; default port
+        16509). Repeatable. Loopback only unless --allow-insecure-tcp.
+        """
+        try:
+            self["listen-tcp"].append(parse_host_port(address, DEFAULT_TCP_PORT))
+        except AddressError as e:
+            raise usage.UsageError(f"--listen-tcp: {e}") from None
+
+    def opt_listen_tls(self, address: str) -> None:
+        """
+        Listen with TLS (client certificates required) on HOST:PORT (default
+        port 16514; [::1]:PORT for IPv6). Repeatable.
+        """
+        try:
+            self["listen-tls"].append(parse_host_port(address, DEFAULT_TLS_PORT))
+        except AddressError as e:
+            raise usage.UsageError(f"--listen-tls: {e}") from None
+
+    def opt_tls_allowed_dn(self, pattern: str) -> None:
+        """
+        Only TLS clients whose certificate DN matches this glob get in
+        (e.g. 'O=Example,CN=*'). Repeatable.
+        """
+        self["tls-allowed-dn"].append(pattern)
+
+    def opt_define(self, path: str) -> None:
+        """
+        Define the domain in this XML file at start-up unless a domain of
+        that name exists already. Repeatable.
+        """
+        self["define"].append(path)
+
+    def postOptions(self) -> None:
+        """
+        Check the options that depend on each other.
+        """
+        if self["session"] and self["system"]:
+            raise usage.UsageError("--session and --system exclude each other")
+        if not self["session"] and not self["system"]:
+            self["system" if os.geteuid() == 0 else "session"] = True
+        for address in self["listen-tcp"]:
+            if not address.is_loopback and not self["allow-insecure-tcp"]:
+                raise usage.UsageError(
+                    f"--listen-tcp {address}: plain TCP carries no authentication or "
+                    "encryption; use a loopback address, --listen-tls, or add "
+                    "--allow-insecure-tcp")
+        if self["max-clients"] < 1 or self["max-client-requests"] < 1:
+            raise usage.UsageError("--max-clients and --max-client-requests must be at least 1")
+        for path in self["define"]:
+            if not os.path.isfile(path):
+                raise usage.UsageError(f"--define: no such file {path!r}")
+
+    def paths(self) -> DaemonPaths:
+        """
+        @return: the directory layout these options select.
+        """
+        if self["root"]:
+            paths = DaemonPaths.system(os.path.abspath(self["root"]))
+            if self["session"]:
+                paths = _without_ro_socket(paths)
+            return paths
+        return DaemonPaths.system() if self["system"] else DaemonPaths.session()
+
+
+def _without_ro_socket(paths: DaemonPaths) -> DaemonPaths:
+    from dataclasses import replace
+
+    return replace(paths, socket_ro=None)
+
+
+class _ReloadOnSIGHUP(Service):
+    """
+    Re-read the config directory when the process gets SIGHUP.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, reload: Any) -> None:
+        self._reactor = reactor
+        self._reload = reload
+
+    def startService(self) -> None:
+        super().startService()
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def stopService(self) -> Any:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        return super().stopService()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.log.info("SIGHUP: re-reading the config directory")
+        self._reactor.callFromThread(self._reload)
+
+
+def _listen(parent: MultiService, endpoint: Any, factory: Any) -> None:
+    service = StreamServerEndpointService(endpoint, factory)
+    # A listener that cannot bind stops the daemon with the reason.
+    service._raiseSynchronously = True
+    service.setServiceParent(parent)
+
+
+def makeService(config: Options) -> IService:
+    """
+    Build the daemon's service tree from parsed options.
+
+    @param config: the parsed L{Options}.
+    @return: the root service.
+    """
+    from twisted.internet import reactor
+
+    from qemud.daemon.manager import DomainManagerService, build_driver
+    from qemud.daemon.protocol import RPCServerFactory
+
+    paths = config.paths()
+    session = bool(config["session"])
+    driver = build_driver(reactor, paths, session=session)
+    root = MultiService()
+    manager = DomainManagerService(driver, defines=config["define"],
+                                   autostart=not config["no-autostart"])
+    manager.setServiceParent(root)
+    _ReloadOnSIGHUP(reactor, driver.reload_configs).setServiceParent(root)
+
+    default_uri = "qemu:///session" if session else "qemu:///system"
+    limits = dict(max_client_requests=config["max-client-requests"],
+                  max_clients=config["max-clients"], default_uri=default_uri)
+
+    def factory(readonly: bool, secure: bool) -> RPCServerFactory:
+        return RPCServerFactory(driver, reactor, readonly=readonly, secure=secure, **limits)
+
+    _listen(root, unix_endpoint(reactor, paths.socket, 0o600), factory(False, True))
+    if paths.socket_ro is not None:
+        _listen(root, unix_endpoint(reactor, paths.socket_ro, 0o666), factory(True, True))
+    for description in config["listen"]:
+        _listen(root, serverFromString(reactor, description), factory(False, True))
+    for address in config["listen-tcp"]:
+        _listen(root, tcp_endpoint(reactor, address), factory(False, False))
+    if config["listen-tls"]:
+        from qemud.daemon.tls import TLSConfigError, load_tls_settings, tls_server_factory
+
+        try:
+            settings = load_tls_settings(config["pki-dir"], session=session)
+        except TLSConfigError as e:
+            sys.stderr.write(f"qemud: {e.message}\n")
+            raise SystemExit(1) from None
+        for address in config["listen-tls"]:
+            wrapped = tls_server_factory(
+                factory(False, True), settings, reactor,
+                allowed_dn=tuple(config["tls-allowed-dn"]),
+                anonymous_readonly=bool(config["tls-anonymous-readonly"]),
+                handshake_timeout=config["tls-handshake-timeout"])
+            _listen(root, tcp_endpoint(reactor, address), wrapped)
+    return root
