@@ -514,9 +514,12 @@ class HandshakeTests(DispatcherTestBase):
         self.assertEqual(info.model, b"x86_64" + b"\0" * 26)
         self.assertEqual((info.memory, info.cpus, info.mhz, info.threads), (4942028, 2, 2596, 1))
 
-    def test_security_model_empty(self) -> None:
-        """NODE_GET_SECURITY_MODEL returns NUL-only model and doi."""
-        self.assertEqual(self.call(PROC.NODE_GET_SECURITY_MODEL), (b"\0", b"\0"))
+    def test_security_model_none(self) -> None:
+        """
+        NODE_GET_SECURITY_MODEL answers model "none" and DOI "0" with their
+        NULs, as libvirtd without a security driver does.
+        """
+        self.assertEqual(self.call(PROC.NODE_GET_SECURITY_MODEL), (b"none\0", b"0\0"))
 
 
 class DomainTests(DispatcherTestBase):
