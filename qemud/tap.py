@@ -25,7 +25,6 @@ from qemud.daemon.listeners import (
     DEFAULT_TCP_PORT,
     DEFAULT_TLS_PORT,
     AddressError,
-    HostPort,
     parse_host_port,
     tcp_endpoint,
     unix_endpoint,
@@ -191,7 +190,9 @@ def makeService(config: Options) -> IService:
     @param config: the parsed L{Options}.
     @return: the root service.
     """
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
 
     from qemud.daemon.manager import DomainManagerService, build_driver
     from qemud.daemon.protocol import RPCServerFactory

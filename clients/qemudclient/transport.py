@@ -22,7 +22,7 @@ from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wra
 from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer  # type: ignore[import-untyped]
+from zope.interface import implementer
 
 from qemud.errors import QemudError
 from qemudclient.errors import AuthFailed, NoSupport, error_class
@@ -136,7 +136,7 @@ class ConfirmedEndpoint:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def connect(self, protocolFactory: Factory) -> Deferred[Protocol]:
+    def connect(self, protocolFactory: Factory) -> Deferred[Protocol]:  # type: ignore[override]
         """
         @param protocolFactory: builds the RPC protocol.
         @return: fires with that protocol, connected and confirmed.

@@ -42,7 +42,7 @@ class DomainManagerService(Service):
 
     log = Logger()
 
-    def __init__(self, driver: DomainDriver, *, defines: list[str] = [],
+    def __init__(self, driver: DomainDriver, *, defines: tuple[str, ...] | list[str] = (),
                  autostart: bool = True) -> None:
         self.driver = driver
         self._defines = list(defines)

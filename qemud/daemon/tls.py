@@ -45,7 +45,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer  # type: ignore[import-untyped]
+from zope.interface import implementer
 
 from qemud.tlsfiles import (
     PrivateKey,
@@ -476,9 +476,9 @@ def tls_server_factory(
         inner_factory, reactor, allowed_dn, anonymous_readonly, handshake_timeout
     )
     factory: Any = TLSMemoryBIOFactory(
-        creator,  # type: ignore[arg-type]
+        creator,
         False,
-        confirming,  # type: ignore[arg-type]
+        confirming,
         clock=reactor,
     )
     return factory  # type: ignore[no-any-return]
