@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
@@ -30,6 +33,10 @@ from qemud.daemon.listeners import (
     unix_endpoint,
 )
 from qemud.daemon.paths import DaemonPaths
+from qemud.daemon.protocol import ClientTracker, RPCServerFactory
+
+# Seconds a stopping daemon waits for calls in flight (a guest start, a save).
+DRAIN_TIMEOUT = 30.0
 
 
 class Options(usage.Options):
@@ -147,33 +154,53 @@ class Options(usage.Options):
 
 
 def _without_ro_socket(paths: DaemonPaths) -> DaemonPaths:
-    from dataclasses import replace
-
     return replace(paths, socket_ro=None)
 
 
-class _ReloadOnSIGHUP(Service):
+class _Signals(Service):
     """
-    Re-read the config directory when the process gets SIGHUP.
+    SIGHUP re-reads the config directory; SIGTERM stops the daemon with exit
+    status 0 once in-flight calls have been answered.
+
+    twistd's own SIGTERM handler makes the process exit with the signal;
+    ours stops the reactor instead, so a clean stop reports success.
     """
 
     log = Logger()
 
-    def __init__(self, reactor: Any, reload: Any) -> None:
+    def __init__(self, reactor: Any, reload: Callable[[], None], tracker: ClientTracker,
+                 drain_timeout: float) -> None:
         self._reactor = reactor
         self._reload = reload
+        self._tracker = tracker
+        self._drain_timeout = drain_timeout
 
     def startService(self) -> None:
         super().startService()
-        signal.signal(signal.SIGHUP, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        # After the reactor installed its own handlers.
+        self._reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._on_term)
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
+        """
+        Fire once every call in flight is answered, or after the drain
+        timeout; listeners (stopped before this service) accept no new clients.
+        """
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        return super().stopService()
+        super().stopService()
+        if self._tracker.inflight:
+            self.log.info("waiting for {count} calls in flight", count=self._tracker.inflight)
+        drained = self._tracker.when_idle()
+        drained.addTimeout(self._drain_timeout, self._reactor, onTimeoutCancel=lambda *_: None)
+        return drained
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_hup(self, signum: int, frame: Any) -> None:
         self.log.info("SIGHUP: re-reading the config directory")
         self._reactor.callFromThread(self._reload)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.log.info("SIGTERM: stopping; guests keep running")
+        self._reactor.callFromThread(self._reactor.stop)
 
 
 def _listen(parent: MultiService, endpoint: Any, factory: Any) -> None:
@@ -195,7 +222,6 @@ def makeService(config: Options) -> IService:
     reactor: Any = _reactor
 
     from qemud.daemon.manager import DomainManagerService, build_driver
-    from qemud.daemon.protocol import RPCServerFactory
 
     paths = config.paths()
     session = bool(config["session"])
@@ -204,14 +230,15 @@ def makeService(config: Options) -> IService:
     manager = DomainManagerService(driver, defines=config["define"],
                                    autostart=not config["no-autostart"])
     manager.setServiceParent(root)
-    _ReloadOnSIGHUP(reactor, driver.reload_configs).setServiceParent(root)
-
+    tracker = ClientTracker(config["max-clients"])
+    # Stopped after the listeners (services stop in reverse order).
+    _Signals(reactor, driver.reload_configs, tracker, DRAIN_TIMEOUT).setServiceParent(root)
     default_uri = "qemu:///session" if session else "qemu:///system"
-    limits = dict(max_client_requests=config["max-client-requests"],
-                  max_clients=config["max-clients"], default_uri=default_uri)
 
     def factory(readonly: bool, secure: bool) -> RPCServerFactory:
-        return RPCServerFactory(driver, reactor, readonly=readonly, secure=secure, **limits)
+        return RPCServerFactory(driver, reactor, readonly=readonly, secure=secure,
+                                max_client_requests=config["max-client-requests"],
+                                default_uri=default_uri, tracker=tracker)
 
     _listen(root, unix_endpoint(reactor, paths.socket, 0o600), factory(False, True))
     if paths.socket_ro is not None:

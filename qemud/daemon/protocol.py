@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -122,13 +122,13 @@ class RPCServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Count the client, or close at once when the daemon is full."""
-        factory = self.factory
-        if factory.clients >= factory.max_clients:
+        tracker = self.factory.tracker
+        if tracker.clients >= tracker.max_clients:
             self.log.warn("Too many clients ({clients}), closing new connection from {peer}",
-                          clients=factory.clients, peer=self._peer())
+                          clients=tracker.clients, peer=self._peer())
             self._transport.loseConnection()
             return
-        factory.clients += 1
+        tracker.clients += 1
         self._counted = True
         self._connected = True
         self._last_rx = self._clock.seconds()
@@ -146,7 +146,7 @@ class RPCServerProtocol(Protocol):
         self._legacy.clear()
         self._update_subscription()
         if self._counted:
-            self.factory.clients -= 1
+            self.factory.tracker.clients -= 1
             self._counted = False
         if was_connected:
             self.log.debug("Client disconnected: {peer} ({reason})", peer=self._peer(),
@@ -236,6 +236,7 @@ class RPCServerProtocol(Protocol):
             return
         if isinstance(result, Deferred):
             self._inflight += 1
+            self.factory.tracker.call_started()
             if self._inflight >= self._max_requests and not self._paused:
                 self._paused = True
                 self._transport.pauseProducing()
@@ -277,6 +278,7 @@ class RPCServerProtocol(Protocol):
 
     def _call_done(self, _: object) -> None:
         self._inflight -= 1
+        self.factory.tracker.call_finished()
         if self._draining:
             return
         self._draining = True
@@ -441,6 +443,44 @@ class RPCServerProtocol(Protocol):
         return encode_message((remote.REMOTE_PROGRAM, 1, proc, MESSAGE, 1, OK), body)
 
 
+class ClientTracker:
+    """
+    Connections and calls in flight across every listener of a daemon.
+
+    @ivar max_clients: connections beyond this many are closed at once.
+    @ivar clients: connections currently open.
+    @ivar inflight: calls whose reply has not been sent yet.
+    """
+
+    def __init__(self, max_clients: int = 5000) -> None:
+        self.max_clients = max_clients
+        self.clients = 0
+        self.inflight = 0
+        self._idle: list[Deferred[None]] = []
+
+    def call_started(self) -> None:
+        """A call is being processed."""
+        self.inflight += 1
+
+    def call_finished(self) -> None:
+        """A call's reply has been sent (or dropped with its client)."""
+        self.inflight -= 1
+        if self.inflight == 0:
+            waiters, self._idle = self._idle, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_idle(self) -> Deferred[None]:
+        """
+        @return: a fresh Deferred firing once no call is in flight.
+        """
+        if self.inflight == 0:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle.append(d)
+        return d
+
+
 class RPCServerFactory(Factory):
     """
     Builds L{RPCServerProtocol}s for one listener.
@@ -450,8 +490,8 @@ class RPCServerFactory(Factory):
     @ivar readonly: whether every connection from this listener is read-only.
     @ivar secure: what C{CONNECT_IS_SECURE} answers (UNIX, TLS: C{True}).
     @ivar max_client_requests: calls in flight per client before reading stops.
-    @ivar max_clients: connections beyond this many are closed at once.
-    @ivar clients: connections currently counted.
+    @ivar tracker: counts connections and calls in flight, shared by every
+        listener of one daemon so that limits are daemon-wide.
     @ivar keepalive_interval: seconds of silence before a PING.
     @ivar keepalive_count: unanswered PINGs before the connection is closed.
     @ivar dispatcher: the procedure table bound to C{driver}.
@@ -462,17 +502,20 @@ class RPCServerFactory(Factory):
     def __init__(self, driver: Any, reactor: IReactorTime, *, readonly: bool = False,
                  secure: bool, max_client_requests: int = 64, max_clients: int = 5000,
                  default_uri: str, keepalive_interval: float = 5.0,
-                 keepalive_count: int = 5) -> None:
+                 keepalive_count: int = 5, tracker: ClientTracker | None = None) -> None:
+        """
+        @param max_clients: the connection limit of a private tracker, used
+            when no shared C{tracker} is given.
+        """
         self.driver = driver
         self.reactor = reactor
         self.readonly = readonly
         self.secure = secure
         self.max_client_requests = max_client_requests
-        self.max_clients = max_clients
         self.default_uri = default_uri
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
-        self.clients = 0
+        self.tracker = tracker if tracker is not None else ClientTracker(max_clients)
         self.dispatcher = Dispatcher(driver, secure=secure, default_uri=default_uri)
 
     def buildProtocol(self, addr: Any) -> RPCServerProtocol:
