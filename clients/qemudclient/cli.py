@@ -476,6 +476,15 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--config", action="store_true", help="affect the persistent config")
         c.add_argument("--current", action="store_true", help="affect the current state")
         c.add_argument("--persistent", action="store_true", help="--live --config if running")
+    c = cmd("change-media", "eject, insert or update the medium of a cdrom or floppy")
+    c.add_argument("domain")
+    c.add_argument("path", help="the drive's target (hdc) or current source")
+    c.add_argument("source", nargs="?", help="the new medium (--insert, --update)")
+    action = c.add_mutually_exclusive_group(required=True)
+    for name in ("--eject", "--insert", "--update"):
+        action.add_argument(name, action="store_true")
+    for name in ("--live", "--config", "--current", "--persistent"):
+        c.add_argument(name, action="store_true")
     return p
 
 
@@ -735,6 +744,46 @@ def _device_cmd(verb: str, method: str, done: str) -> Callable[[Context, argpars
     return run
 
 
+def change_media_xml(domain_xml: str, path: str, source: str | None) -> str:
+    """
+    @param domain_xml: the domain's XML.
+    @param path: the drive's target dev or current source.
+    @param source: the new medium, C{None} to eject.
+    @return: the drive's C{<disk>} with that medium (as virsh sends it).
+    @raise UsageError: no cdrom or floppy matches C{path}.
+    """
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(domain_xml)
+    for disk in root.iter("disk"):
+        target = disk.find("target")
+        src = disk.find("source")
+        names = {target.get("dev") if target is not None else None,
+                 src.get("file") if src is not None else None}
+        if path in names and disk.get("device") in ("cdrom", "floppy"):
+            if src is not None:
+                disk.remove(src)
+            if source is not None:
+                new = ET.Element("source", {"file": source})
+                disk.insert(1 if disk.find("driver") is not None else 0, new)
+            return ET.tostring(disk, encoding="unicode")
+    raise UsageError(f"No disk found whose source path or target is {path}")
+
+
+async def cmd_change_media(ctx: Context, a: argparse.Namespace) -> None:
+    if (a.insert or a.update) and not a.source:
+        raise UsageError("No source is specified for inserting/updating media")
+    flags = _device_flags(a)
+    dom = await lookup_domain(ctx.conn, a.domain)
+    xml = await dom.xml_desc(inactive=bool(flags == 2))
+    disk = change_media_xml(xml, a.path, None if a.eject else a.source)
+    verb, done = (("eject", "ejected") if a.eject else ("insert", "inserted") if a.insert
+                  else ("update", "updated"))
+    await _action(ctx, f"Failed to complete action {verb} on media",
+                  dom.update_device(disk, flags or 0))
+    ctx.print(f"Successfully {done} media.\n")
+
+
 async def cmd_dumpxml(ctx: Context, a: argparse.Namespace) -> None:
     dom = await lookup_domain(ctx.conn, a.domain)
     xml = await dom.xml_desc(inactive=a.inactive, secure=a.security_info)
@@ -915,6 +964,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], Awaitable[None]]] = 
     "attach-device": _device_cmd("attach", "attach_device", "attached"),
     "detach-device": _device_cmd("detach", "detach_device", "detached"),
     "update-device": _device_cmd("update", "update_device", "updated"),
+    "change-media": cmd_change_media,
     "dumpxml": cmd_dumpxml,
     "dominfo": cmd_dominfo,
     "domstate": cmd_domstate,

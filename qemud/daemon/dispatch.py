@@ -22,6 +22,7 @@ missing answers NO_SUPPORT.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -36,7 +37,19 @@ from qemud.errors import (
 )
 from qemud.rpc import remote
 from qemud.rpc.remote import PROC, PROCEDURES, Procedure
-from qemud.rpc.xdr import VOID, WireError, XDRType
+from qemud.rpc.xdr import (
+    VOID,
+    Hyper,
+    Int,
+    String,
+    Struct,
+    UHyper,
+    UInt,
+    VarArray,
+    VarOpaque,
+    WireError,
+    XDRType,
+)
 
 __all__ = ["ClientContext", "Dispatcher", "Entry", "LIB_VERSION", "HYPERVISOR_TYPE",
            "PRE_OPEN_PROCEDURES"]
@@ -65,6 +78,45 @@ _SUPPORTED_FEATURES = frozenset({
     remote.FEATURE_PROGRAM_KEEPALIVE, remote.FEATURE_REMOTE_EVENT_CALLBACK,
     remote.FEATURE_REMOTE_CLOSE_CALLBACK,
 })
+
+
+# Layouts qemud adds to L{qemud.rpc.remote}'s table (libvirt 9.0 remote_protocol.x).
+_VCPUINFO_MAX = 16384
+_CPUMAPS_MAX = 8388608
+_NODE_MAX_CELLS = 1024
+_Dom = ("dom", remote.NonnullDomain)
+_Str = String(remote.STRING_MAX)
+VcpuInfoStruct = Struct(("number", UInt), ("state", Int), ("cpu_time", UHyper), ("cpu", Int),
+                        name="remote_vcpu_info")
+GetVcpusArgs = Struct(_Dom, ("maxinfo", Int), ("maplen", Int),
+                      name="remote_domain_get_vcpus_args")
+GetVcpusRet = Struct(("info", VarArray(VcpuInfoStruct, _VCPUINFO_MAX)),
+                     ("cpumaps", VarOpaque(_CPUMAPS_MAX)), name="remote_domain_get_vcpus_ret")
+BlockStatsArgs = Struct(_Dom, ("path", _Str), name="remote_domain_block_stats_args")
+BlockStatsRet = Struct(*((f, Hyper) for f in ("rd_req", "rd_bytes", "wr_req", "wr_bytes",
+                                              "errs")), name="remote_domain_block_stats_ret")
+InterfaceStatsArgs = Struct(_Dom, ("device", _Str), name="remote_domain_interface_stats_args")
+InterfaceStatsRet = Struct(*((f, Hyper) for f in (
+    "rx_bytes", "rx_packets", "rx_errs", "rx_drop", "tx_bytes", "tx_packets", "tx_errs",
+    "tx_drop")), name="remote_domain_interface_stats_ret")
+CellsFreeMemoryArgs = Struct(("startCell", Int), ("maxcells", Int),
+                             name="remote_node_get_cells_free_memory_args")
+CellsFreeMemoryRet = Struct(("cells", VarArray(UHyper, _NODE_MAX_CELLS)),
+                            name="remote_node_get_cells_free_memory_ret")
+NodeMemoryStatsArgs = Struct(("nparams", Int), ("cellNum", Int), ("flags", UInt),
+                             name="remote_node_get_memory_stats_args")
+NodeMemoryStat = Struct(("field", _Str), ("value", UHyper), name="remote_node_get_memory_stats")
+NodeMemoryStatsRet = Struct(("params", VarArray(NodeMemoryStat, 16)), ("nparams", Int),
+                            name="remote_node_get_memory_stats_ret")
+
+EXTRA_LAYOUTS: dict[int, tuple[XDRType, XDRType]] = {
+    PROC.NODE_GET_MEMORY_STATS: (NodeMemoryStatsArgs, NodeMemoryStatsRet),
+    PROC.DOMAIN_GET_VCPUS: (GetVcpusArgs, GetVcpusRet),
+    PROC.DOMAIN_BLOCK_STATS: (BlockStatsArgs, BlockStatsRet),
+    PROC.DOMAIN_INTERFACE_STATS: (InterfaceStatsArgs, InterfaceStatsRet),
+    PROC.NODE_GET_CELLS_FREE_MEMORY: (CellsFreeMemoryArgs, CellsFreeMemoryRet),
+}
+"""Argument and reply layouts of procedures L{qemud.rpc.remote} leaves undescribed."""
 
 
 class ClientContext(Protocol):
@@ -168,6 +220,9 @@ class Dispatcher:
         for number, (method, needs) in self._handlers().items():
             if all(callable(getattr(driver, n, None)) for n in needs):
                 proc = PROCEDURES[number]
+                if number in EXTRA_LAYOUTS and proc.args is None:
+                    args_t, ret_t = EXTRA_LAYOUTS[number]
+                    proc = dataclasses.replace(proc, args=args_t, ret=ret_t)
                 assert proc.args is not None and proc.ret is not None, proc
                 self.entries[number] = Entry(
                     proc, method, None if proc.args is VOID else proc.args, proc.ret,
@@ -342,6 +397,17 @@ class Dispatcher:
             PROC.DOMAIN_DETACH_DEVICE_FLAGS: (
                 lambda c, a: self._void(self.driver.detach_device(a.dom.uuid, a.xml, a.flags)),
                 ("detach_device",)),
+            PROC.DOMAIN_GET_VCPUS: (self._get_vcpu_info, ("get_vcpu_info",)),
+            PROC.DOMAIN_MEMORY_STATS: (self._memory_stats, ("memory_stats",)),
+            PROC.DOMAIN_BLOCK_STATS: (
+                lambda c, a: self.driver.block_stats(a.dom.uuid, a.path), ("block_stats",)),
+            PROC.DOMAIN_INTERFACE_STATS: (
+                lambda c, a: self.driver.interface_stats(a.dom.uuid, a.device),
+                ("interface_stats",)),
+            PROC.CONNECT_GET_ALL_DOMAIN_STATS: (self._all_domain_stats,
+                                                ("get_all_domain_stats",)),
+            PROC.NODE_GET_CELLS_FREE_MEMORY: (self._cells_free_memory, ("node_free_memory",)),
+            PROC.NODE_GET_MEMORY_STATS: (self._node_memory_stats, ("node_memory_stats",)),
             PROC.DOMAIN_UPDATE_DEVICE_FLAGS: (
                 lambda c, a: self._void(self.driver.update_device(a.dom.uuid, a.xml, a.flags)),
                 ("update_device",)),
@@ -484,6 +550,49 @@ class Dispatcher:
         if isinstance(result, Deferred):
             return result.addCallback(_fields, _JOB_INFO_FIELDS)
         return _fields(result, _JOB_INFO_FIELDS)
+
+    def _get_vcpu_info(self, client: ClientContext, args: Any) -> Any:
+        if args.maxinfo > _VCPUINFO_MAX or args.maxinfo * args.maplen > _CPUMAPS_MAX:
+            raise RPCError("maxinfo * maplen > REMOTE_CPUMAPS_MAX")
+        if client.readonly and args.maplen > 0:
+            raise OperationDeniedError("read only access prevents virDomainGetVcpus")
+
+        def encode(result: Any) -> tuple[list[Any], bytes]:
+            infos, maps = result
+            return ([(i.number, i.state, i.cpu_time_ns, i.cpu) for i in infos], maps)
+
+        return self.driver.get_vcpu_info(args.dom.uuid, args.maxinfo,
+                                         args.maplen).addCallback(encode)
+
+    def _memory_stats(self, client: ClientContext, args: Any) -> Any:
+        _check_flags(args.flags, 0, "qemuDomainMemoryStats")
+        if args.maxStats > remote.DOMAIN_MEMORY_STATS_MAX:
+            raise RPCError("maxStats > REMOTE_DOMAIN_MEMORY_STATS_MAX")
+        return self.driver.memory_stats(args.dom.uuid, args.maxStats).addCallback(
+            lambda stats: (list(stats),))
+
+    def _all_domain_stats(self, client: ClientContext, args: Any) -> Any:
+        uuids = [d.uuid for d in args.doms]
+        d = self.driver.get_all_domain_stats(uuids, args.stats, args.flags)
+        return d.addCallback(lambda records: ([(_dom(ref), params) for ref, params in records],))
+
+    def _cells_free_memory(self, client: ClientContext, args: Any) -> tuple[list[int]]:
+        if args.maxcells > _NODE_MAX_CELLS:
+            raise RPCError("maxCells > REMOTE_NODE_MAX_CELLS")
+        if args.startCell != 0 or args.maxcells < 1:
+            raise InvalidArgError(f"start cell {args.startCell} out of range (0-0)")
+        return ([self.driver.node_free_memory()],)
+
+    def _node_memory_stats(self, client: ClientContext, args: Any) -> Any:
+        _check_flags(args.flags, 0, "nodeGetMemoryStats")
+        if args.cellNum not in (-1, 0):
+            raise InvalidArgError(f"Invalid cell number {args.cellNum}")
+        stats = list(self.driver.node_memory_stats())
+        if args.nparams == 0:
+            return ([], len(stats))
+        if args.nparams < len(stats):
+            raise InvalidArgError("nparams too small")
+        return (stats, len(stats))
 
     # -- events --------------------------------------------------------------
 

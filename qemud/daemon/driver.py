@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,16 +30,20 @@ from qemud.daemon.node import NodeFacts, NodeInfo
 from qemud.daemon.paths import DaemonPaths
 from qemud.daemon.store import DomainStore
 from qemud.domain.defaults import assign_aliases
-from qemud.domain.model import Domain, Graphics
+from qemud.domain.model import Disk, Domain, Graphics, Interface
 from qemud.domain.validate import check_name
-from qemud.domain.xml import format_domain_xml, parse_domain_xml
+from qemud.domain.xml import format_domain_xml, parse_device_xml, parse_domain_xml
 from qemud.errors import (
     DomainExistsError,
     InvalidArgError,
     NoDomainError,
+    OperationFailedError,
     OperationInvalidError,
+    OperationUnsupportedError,
     QemudError,
 )
+from qemud.qemu import hotplug, saveimage, stats
+from qemud.qemu.argv import Launch, LaunchPaths, build_argv, machine_kind, nic_driver
 from qemud.qemu.caps import (
     CapsCache,
     QemuCaps,
@@ -49,14 +53,12 @@ from qemud.qemu.caps import (
     host_arch,
     installed_emulators,
 )
-from qemud.qemu.argv import LaunchPaths, build_argv
 from qemud.qemu.guest import Guest, GuestEvent, GuestExit, GuestPaths, GuestStatus
 from qemud.qemu.states import (
     DefinedDetail,
     DomainState,
     LifecycleEvent,
     ShutoffReason,
-    StoppedDetail,
     UndefinedDetail,
 )
 from qemud.qemu.vnc import VncPortAllocator
@@ -85,6 +87,26 @@ XML_INACTIVE = 2
 
 # virDomainCreateFlags
 START_PAUSED = 1
+START_FORCE_BOOT = 8
+
+# virDomainSaveRestoreFlags
+SAVE_BYPASS_CACHE = 1
+SAVE_RUNNING = 2
+SAVE_PAUSED = 4
+
+# virDomainModificationImpact / virDomainDeviceModifyFlags
+AFFECT_LIVE = 1
+AFFECT_CONFIG = 2
+DEVICE_MODIFY_FORCE = 4
+
+# virDomainVcpuFlags
+VCPU_LIVE = 1
+VCPU_CONFIG = 2
+VCPU_MAXIMUM = 4
+
+# virDomainJobType
+JOB_NONE = 0
+JOB_UNBOUNDED = 2
 
 # virDomainDestroyFlags
 DESTROY_GRACEFUL = 1
@@ -135,6 +157,56 @@ class DomainInfo:
 
 
 @dataclass(frozen=True)
+class JobInfo:
+    """
+    What C{virDomainGetJobInfo} reports (times in ms, sizes in bytes).
+    """
+
+    type: int
+    time_elapsed: int = 0
+    time_remaining: int = 0
+    data_total: int = 0
+    data_processed: int = 0
+    data_remaining: int = 0
+    mem_total: int = 0
+    mem_processed: int = 0
+    mem_remaining: int = 0
+    file_total: int = 0
+    file_processed: int = 0
+    file_remaining: int = 0
+
+
+def job_info_from_migration(info: dict[str, Any], elapsed_ms: int) -> JobInfo:
+    """
+    @param info: a C{query-migrate} reply.
+    @param elapsed_ms: how long the job has run.
+    @return: an unbounded job's progress: data and memory from C{ram}.
+    """
+    found = info.get("ram")
+    ram: dict[str, Any] = found if isinstance(found, dict) else {}
+    total = int(ram.get("total", 0))
+    done = int(ram.get("transferred", 0))
+    left = int(ram.get("remaining", 0))
+    if info.get("status") == "completed":
+        left = 0
+    return JobInfo(JOB_UNBOUNDED, elapsed_ms, 0, total, done, left, total, done, left)
+
+
+def _with_incoming(launch: Launch) -> Launch:
+    """
+    The launch recipe of a restore: C{-incoming defer}, and serial files
+    appended to rather than truncated, so that a guest's console log goes
+    on where it stopped when it was saved.
+    """
+    argv = list(launch.argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-chardev" and argv[i + 1].startswith("file,") and (
+                ",append=" not in argv[i + 1]):
+            argv[i + 1] += ",append=on"
+    return replace(launch, argv=[*argv, "-incoming", "defer"])
+
+
+@dataclass(frozen=True)
 class DomainEvent:
     """
     One event for clients.
@@ -161,6 +233,8 @@ class DomainObject:
     @ivar id: the running id, -1 when inactive.
     @ivar autostart: whether the daemon starts it at start-up.
     @ivar shutoff_reason: why it is shut off (libvirt's reason number).
+    @ivar attaching: while a restarted daemon re-attaches to its guest, the
+        C{(state, reason)} recorded in the status file; C{None} otherwise.
     """
 
     def __init__(self, uuid: str, name: str, config: Domain | None) -> None:
@@ -172,7 +246,8 @@ class DomainObject:
         self.live: Domain | None = None
         self.id = -1
         self.autostart = False
-        self.shutoff_reason = ShutoffReason.UNKNOWN
+        self.shutoff_reason: int = ShutoffReason.UNKNOWN
+        self.attaching: tuple[int, int] | None = None
 
     @property
     def persistent(self) -> bool:
@@ -186,7 +261,7 @@ class DomainObject:
         """
         @return: whether a QEMU process exists for it (running or paused).
         """
-        return self.guest is not None
+        return self.guest is not None or self.attaching is not None
 
     @property
     def definition(self) -> Domain:
@@ -211,6 +286,8 @@ class DomainObject:
         """
         if self.guest is not None:
             return self.guest.state
+        if self.attaching is not None:
+            return self.attaching
         return (DomainState.SHUTOFF, self.shutoff_reason)
 
 
@@ -300,6 +377,9 @@ class DomainDriver:
 
     def _get_active(self, uuid: bytes) -> tuple[DomainObject, Guest]:
         obj = self._get(uuid)
+        if obj.attaching is not None:
+            raise OperationInvalidError(
+                "domain is being re-attached after a daemon restart; try again")
         if obj.guest is None:
             raise OperationInvalidError("domain is not running")
         return obj, obj.guest
@@ -340,7 +420,7 @@ class DomainDriver:
             return False
         state_flags = flags & (LIST_RUNNING | LIST_PAUSED | LIST_SHUTOFF | LIST_OTHER)
         if state_flags:
-            state = obj.state()[0]
+            state = DomainState(obj.state()[0])
             kind = {DomainState.RUNNING: LIST_RUNNING, DomainState.PAUSED: LIST_PAUSED,
                     DomainState.SHUTOFF: LIST_SHUTOFF}.get(state, LIST_OTHER)
             return bool(state_flags & kind)
@@ -417,8 +497,21 @@ class DomainDriver:
         @param flags: libvirt's C{VIR_DOMAIN_VCPU_MAXIMUM} (4) asks for the maximum.
         @return: the domain's (current) vCPU count.
         """
-        definition = self._get(uuid).definition
-        if flags & 4:
+        obj = self._get(uuid)
+        if flags & VCPU_LIVE and flags & VCPU_CONFIG:
+            raise InvalidArgError("flags 'affect live' and 'affect config' are mutually exclusive")
+        if flags & VCPU_LIVE:
+            if obj.live is None:
+                raise OperationInvalidError("domain is not running")
+            definition = obj.live
+        elif flags & VCPU_CONFIG:
+            if obj.config is None:
+                raise OperationInvalidError(
+                    "transient domains do not have any persistent config")
+            definition = obj.config
+        else:
+            definition = obj.definition
+        if flags & VCPU_MAXIMUM:
             return definition.vcpus
         return definition.current_vcpus or definition.vcpus
 
@@ -479,6 +572,25 @@ class DomainDriver:
         @return: the host's free memory in bytes.
         """
         return self._node.free_memory_bytes()
+
+    def node_memory_stats(self) -> list[tuple[str, int]]:
+        """
+        @return: C{virNodeGetMemoryStats} of the whole host, in KiB:
+            C{total}, C{free}, C{buffers}, C{cached} from C{/proc/meminfo}.
+        """
+        values: dict[str, int] = {}
+        try:
+            with open(os.path.join(getattr(self._node, "proc", "/proc"), "meminfo")) as f:
+                for line in f:
+                    key, _sep, rest = line.partition(":")
+                    fields = rest.split()
+                    if fields and fields[0].isdigit():
+                        values[key.strip()] = int(fields[0])
+        except OSError as e:
+            raise OperationFailedError(f"cannot read /proc/meminfo: {e.strerror or e}") from e
+        return [(name, values.get(key, 0)) for name, key in (
+            ("total", "MemTotal"), ("free", "MemFree"), ("buffers", "Buffers"),
+            ("cached", "Cached"))]
 
     def default_caps(self) -> QemuCaps:
         """
@@ -591,7 +703,26 @@ class DomainDriver:
         if obj.active:
             raise OperationInvalidError("domain is already running")
         assert obj.config is not None
-        return ensureDeferred(self._start(obj, obj.config, paused=bool(flags & START_PAUSED)))
+        paused = bool(flags & START_PAUSED)
+        managed = self.paths.managed_save_file(obj.name)
+        if os.path.exists(managed):
+            if not flags & START_FORCE_BOOT:
+                return ensureDeferred(self._start_from_managed_save(obj, managed, paused))
+            os.unlink(managed)
+        return ensureDeferred(self._start(obj, obj.config, paused=paused))
+
+    async def _start_from_managed_save(self, obj: DomainObject, path: str,
+                                       paused: bool) -> DomainRef:
+        """
+        C{start} of a domain with a managed-save image: restore it, then
+        remove the image (kept if the restore fails).
+        """
+        ref = await self._restore(path, None, SAVE_PAUSED if paused else 0, into=obj)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return ref
 
     def create_xml(self, xml: str, flags: int = 0) -> Deferred[DomainRef]:
         """
@@ -611,7 +742,8 @@ class DomainDriver:
             obj = existing
         return ensureDeferred(self._start(obj, domain, paused=bool(flags & START_PAUSED)))
 
-    async def _start(self, obj: DomainObject, definition: Domain, *, paused: bool) -> DomainRef:
+    async def _start(self, obj: DomainObject, definition: Domain, *, paused: bool,
+                     incoming_fd: int | None = None) -> DomainRef:
         binary = find_emulator(definition)
         caps = self._caps.get(binary)
         ports: list[int] = []
@@ -619,11 +751,17 @@ class DomainDriver:
             live = self._live_definition(definition, ports)
             domain_dir = self.paths.domain_dir(obj.name)
             os.makedirs(domain_dir, mode=0o700, exist_ok=True)
+
+
+            def launch(fd: int) -> Launch:
+                recipe = build_argv(live, caps, LaunchPaths(qmp_fd=fd, domain_dir=domain_dir))
+                return recipe if incoming_fd is None else _with_incoming(recipe)
+
             guest = self._guest_factory(
                 self._reactor, live,
                 GuestPaths(domain_dir, self.paths.qmp_socket(obj.uuid),
                            self.paths.log_file(obj.name)),
-                lambda fd: build_argv(live, caps, LaunchPaths(qmp_fd=fd, domain_dir=domain_dir)),
+                launch,
             )
         except BaseException:
             self._release_ports(ports)
@@ -635,12 +773,19 @@ class DomainDriver:
         self._by_id[domain_id] = obj
         guest.add_listener(lambda event: self._on_guest_event(obj, guest, event))
         try:
-            await guest.start(paused=paused)
+            if incoming_fd is None:
+                await guest.start(paused=paused)
+            else:
+                await guest.start(paused=paused, incoming_fd=incoming_fd)
         except BaseException:
-            self._forget_guest(obj, guest, ShutoffReason.FAILED)
+            # A destroy during the start leaves the guest's own reason.
+            state, reason = guest.state
+            self._forget_guest(obj, guest, reason if state == DomainState.SHUTOFF
+                               and reason != ShutoffReason.UNKNOWN else ShutoffReason.FAILED)
             self._release_ports(ports)
             raise
         guest.when_exited().addBoth(self._on_guest_exit, obj, guest, ports)
+        obj.live = guest.live_domain
         self._save_status(obj, guest)
         self.log.info("started domain {name} id {id} pid {pid}", name=obj.name, id=domain_id,
                       pid=guest.pid)
@@ -683,10 +828,11 @@ class DomainDriver:
             return
         if event.kind == "lifecycle" and event.event == LifecycleEvent.STOPPED:
             # The guest is gone: update the registry before clients hear of it.
-            self._forget_guest(obj, guest, _SHUTOFF_REASON_OF_STOP.get(
-                StoppedDetail(event.detail), ShutoffReason.UNKNOWN))
-        elif event.kind == "lifecycle" and obj.live is not None:
-            # Pause/resume: keep the status file's state current.
+            self._forget_guest(obj, guest, guest.state[1])
+        elif obj.live is not None and event.kind in (
+                "lifecycle", "device-added", "device-removed", "tray-change"):
+            # Pause/resume, devices, media: keep the live XML and status file current.
+            obj.live = guest.live_domain
             self._save_status(obj, guest)
         self._emit(int(event.event_id), obj, *event.args)
 
@@ -756,9 +902,6 @@ class DomainDriver:
         """
         self.paths.create_dirs()
         self.reload_configs()
-        autostart = self._store.autostart_names()
-        for obj in self._by_uuid.values():
-            obj.autostart = obj.name in autostart
         attaching = [ensureDeferred(self._reattach(name, document))
                      for name, document in self._store.load_statuses()]
         return DeferredList(attaching, consumeErrors=True).addCallback(lambda _: None)
@@ -769,6 +912,7 @@ class DomainDriver:
         that do not parse are logged and skipped.
         """
         configs, problems = self._store.load_configs()
+        autostart = self._store.autostart_names()
         for path, reason in problems:
             self.log.error("skipping config {path}: {reason}", path=path, reason=reason)
         for name, xml in configs:
@@ -783,7 +927,9 @@ class DomainDriver:
             except QemudError as e:
                 self.log.error("skipping config of {name}: {error}", name=name, error=e.message)
                 continue
-            self._add(DomainObject(domain.uuid, domain.name, domain))
+            obj = DomainObject(domain.uuid, domain.name, domain)
+            obj.autostart = name in autostart
+            self._add(obj)
             self.log.info("loaded domain {name}", name=name)
 
     async def _reattach(self, name: str, document: bytes) -> None:
@@ -794,10 +940,19 @@ class DomainDriver:
             self.log.error("dropping unreadable status of {name}: {error}", name=name, error=e)
             self._store.remove_status(name)
             return
+        # Shown running from the status file at once (as libvirtd does), so
+        # that clients never see a running guest as shut off meanwhile.
         obj = self._by_name.get(name)
         if obj is None:
             obj = DomainObject(live.uuid, live.name, None)
             self._add(obj)
+        domain_id = status.domain_id
+        if domain_id <= 0 or domain_id in self._by_id:
+            domain_id = next(self._ids)
+        else:
+            self._ids = itertools.count(max(next(self._ids), domain_id + 1))
+        obj.live, obj.id, obj.attaching = live, domain_id, (status.state, status.reason)
+        self._by_id[domain_id] = obj
         ports = [g.port for g in live.devices.graphics if g.type == "vnc" and g.autoport]
         for port in ports:
             self._vnc_ports.reserve(port)
@@ -808,15 +963,17 @@ class DomainDriver:
                           error=e)
             self._release_ports(ports)
             self._store.remove_status(name)
+            self._by_id.pop(domain_id, None)
+            obj.live, obj.id, obj.attaching = None, -1, None
             obj.shutoff_reason = ShutoffReason.CRASHED
             if not obj.persistent:
                 self._remove(obj)
             return
-        obj.guest, obj.live, obj.id = guest, guest.live_domain, status.domain_id
-        self._by_id[status.domain_id] = obj
-        self._ids = itertools.count(max(next(self._ids), status.domain_id + 1))
+        obj.guest, obj.live, obj.attaching = guest, guest.live_domain, None
         guest.add_listener(lambda event: self._on_guest_event(obj, guest, event))
         guest.when_exited().addBoth(self._on_guest_exit, obj, guest, ports)
+        if domain_id != status.domain_id:
+            self._save_status(obj, guest)
         self.log.info("re-attached to guest {name} pid {pid}", name=name, pid=guest.pid)
 
     def autostart_all(self) -> Deferred[None]:
@@ -827,10 +984,467 @@ class DomainDriver:
         for obj in list(self._by_uuid.values()):
             if obj.autostart and not obj.active and obj.config is not None:
                 d = ensureDeferred(self._start(obj, obj.config, paused=False))
-                d.addErrback(lambda f, name=obj.name: self.log.failure(
-                    "autostart of {name} failed", f, name=name))
+                d.addErrback(self._autostart_failed, obj.name)
                 starts.append(d)
         return DeferredList(starts).addCallback(lambda _: None)
+
+    # -- save / restore -------------------------------------------------------
+
+    def save(self, uuid: bytes, path: str, dxml: str | None = None,
+             flags: int = 0) -> Deferred[None]:
+        """
+        Save a running domain's state to C{path} and stop it (C{virsh save}).
+
+        The image is written to a temporary file and renamed when complete;
+        a failed save leaves no file and the guest running.
+
+        @param dxml: an alternative XML to store for the restore (same
+            domain); C{None} stores the running definition.
+        @param flags: C{SAVE_RUNNING} / C{SAVE_PAUSED} decide the state after
+            a restore (default: the state now); C{SAVE_BYPASS_CACHE} is accepted.
+        @raise OperationInvalidError: when it is not running.
+        """
+        if flags & ~(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED):
+            raise InvalidArgError(f"unsupported flags (0x{flags:x}) in function qemuDomainSaveFlags")
+        if flags & SAVE_RUNNING and flags & SAVE_PAUSED:
+            raise InvalidArgError("running and paused flags are mutually exclusive")
+        obj, guest = self._get_active(uuid)
+        return ensureDeferred(self._save(obj, guest, os.path.abspath(path), dxml, flags))
+
+    async def _save(self, obj: DomainObject, guest: Guest, path: str, dxml: str | None,
+                    flags: int) -> None:
+        if dxml is not None:
+            alt = self._parse(dxml, [])
+            if alt.uuid != obj.uuid or alt.name != obj.name:
+                raise InvalidArgError("the saved XML must describe the same domain")
+            xml = format_domain_xml(alt, inactive=True, secure=False)
+        else:
+            xml = format_domain_xml(guest.live_domain, inactive=True, secure=False)
+        running = guest.state[0] == DomainState.RUNNING
+        if flags & SAVE_RUNNING:
+            running = True
+        elif flags & SAVE_PAUSED:
+            running = False
+        tmp, fd = saveimage.create_image(path, xml, running)
+        committed = []
+
+        def commit() -> None:
+            saveimage.commit_image(tmp, path)
+            committed.append(True)
+
+        try:
+            await guest.save(fd, commit)
+        except BaseException:
+            if not committed:
+                saveimage.discard(tmp)
+            raise
+        finally:
+            os.close(fd)
+        self.log.info("saved domain {name} to {path}", name=obj.name, path=path)
+
+    def restore(self, path: str, dxml: str | None = None, flags: int = 0) -> Deferred[DomainRef]:
+        """
+        Start the domain saved in C{path} from its saved state (C{virsh restore}).
+
+        The domain is the one in the image: an inactive domain of that name
+        and UUID is restored into; otherwise a transient one is created.
+
+        @param dxml: an alternative XML for the same domain.
+        @param flags: C{SAVE_RUNNING} / C{SAVE_PAUSED} override the saved state.
+        @raise DomainExistsError: when that domain is running.
+        """
+        if flags & ~(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED):
+            raise InvalidArgError(
+                f"unsupported flags (0x{flags:x}) in function qemuDomainRestoreFlags")
+        return ensureDeferred(self._restore(os.path.abspath(path), dxml, flags))
+
+    async def _restore(self, path: str, dxml: str | None, flags: int, *,
+                       into: DomainObject | None = None) -> DomainRef:
+        header, fd = saveimage.open_stream(path)
+        try:
+            domain = self._parse(dxml if dxml is not None else header.xml, [])
+            if into is not None:
+                if domain.uuid != into.uuid or domain.name != into.name:
+                    raise OperationFailedError(
+                        f"managed save image of '{into.name}' describes domain '{domain.name}'")
+                obj = into
+            else:
+                existing = self._check_unique(domain, allow_active=False)
+                if existing is None:
+                    obj = DomainObject(domain.uuid, domain.name, None)
+                    self._add(obj)
+                else:
+                    obj = existing
+            paused = not header.running
+            if flags & SAVE_RUNNING:
+                paused = False
+            elif flags & SAVE_PAUSED:
+                paused = True
+            ref = await self._start(obj, domain, paused=paused, incoming_fd=fd)
+        finally:
+            os.close(fd)
+        self.log.info("restored domain {name} from {path}", name=obj.name, path=path)
+        return ref
+
+    def managed_save(self, uuid: bytes, flags: int = 0) -> Deferred[None]:
+        """
+        Save a persistent domain's state into the daemon's managed-save
+        directory; the next C{create} restores it.
+
+        @raise OperationInvalidError: for a transient or inactive domain.
+        """
+        obj, _guest = self._get_active(uuid)
+        if not obj.persistent:
+            raise OperationInvalidError("cannot do managed save for transient domain")
+        os.makedirs(self.paths.save_dir, mode=0o700, exist_ok=True)
+        return self.save(uuid, self.paths.managed_save_file(obj.name), None, flags)
+
+    def managed_save_remove(self, uuid: bytes, flags: int = 0) -> None:
+        """
+        Remove a domain's managed-save image (nothing if there is none).
+        """
+        obj = self._get(uuid)
+        try:
+            os.unlink(self.paths.managed_save_file(obj.name))
+        except FileNotFoundError:
+            pass
+
+    def get_job_info(self, uuid: bytes) -> Deferred[JobInfo]:
+        """
+        @return: the progress of the save in progress (type unbounded, from
+            C{query-migrate}), or a job of type none.
+        @raise OperationInvalidError: when the domain is not running.
+        """
+        _obj, guest = self._get_active(uuid)
+        started = guest.job_started
+        if started is None:
+            return succeed(JobInfo(JOB_NONE))
+        elapsed = int((self._reactor.seconds() - started) * 1000)
+
+        def convert(info: Any) -> JobInfo:
+            if guest.job_started is None or not isinstance(info, dict):
+                return JobInfo(JOB_NONE)
+            return job_info_from_migration(info, elapsed)
+
+        d = guest.query("query-migrate")
+        d.addCallback(convert)
+        d.addErrback(lambda f: JobInfo(JOB_NONE))
+        return d
+
+    # -- devices --------------------------------------------------------------
+
+    def _affected(self, obj: DomainObject, flags: int) -> tuple[bool, bool]:
+        live, config = bool(flags & AFFECT_LIVE), bool(flags & AFFECT_CONFIG)
+        if not live and not config:
+            live, config = obj.active, not obj.active
+        if live and not obj.active:
+            raise OperationInvalidError("domain is not running")
+        if config and not obj.persistent:
+            raise OperationInvalidError("transient domains do not have any persistent config")
+        return live, config
+
+    def _caps_and_kind(self, domain: Domain) -> tuple[QemuCaps, str]:
+        caps = self._caps.get(find_emulator(domain))
+        return caps, machine_kind(caps.canonical_machine(domain.os.machine))
+
+    def attach_device(self, uuid: bytes, xml: str, flags: int = 0) -> Deferred[None]:
+        """
+        Attach a C{<disk>} or C{<interface>} live, to the config, or both
+        (C{AFFECT_LIVE}, C{AFFECT_CONFIG}; 0 means live when running, else
+        config).  Live attach hot-plugs with the boot command line's device
+        properties; a device-added event follows.
+
+        @raise OperationFailedError: the target dev or MAC is in use.
+        """
+        if flags & ~(AFFECT_LIVE | AFFECT_CONFIG):
+            raise InvalidArgError(
+                f"unsupported flags (0x{flags:x}) in function qemuDomainAttachDeviceFlags")
+        obj = self._get(uuid)
+        live, config = self._affected(obj, flags)
+        device = parse_device_xml(xml, existing_macs=self._macs())
+        new_config: Domain | None = None
+        if config:
+            assert obj.config is not None
+            hotplug.check_attachable(obj.config, device)
+            new_config = self._parse(format_domain_xml(
+                hotplug.add_device(obj.config, device), inactive=True, secure=False), [])
+        if live:
+            assert obj.live is not None
+            hotplug.check_attachable(obj.live, device)
+        return ensureDeferred(self._attach(obj, device, live, new_config))
+
+    async def _attach(self, obj: DomainObject, device: Disk | Interface, live: bool,
+                      new_config: Domain | None) -> None:
+        guest = obj.guest
+        if live and guest is not None:
+            caps, kind = self._caps_and_kind(guest.live_domain)
+            if isinstance(device, Disk):
+                await guest.attach_disk(device, kind=kind, has_device=caps.has_device)
+            else:
+                await guest.attach_interface(device, driver=nic_driver(device, caps, kind))
+            if obj.guest is guest:
+                obj.live = guest.live_domain
+                self._save_status(obj, guest)
+        if new_config is not None:
+            self._store_config(obj, new_config)
+
+    def _store_config(self, obj: DomainObject, domain: Domain) -> None:
+        self._store.save_config(domain.name, format_domain_xml(domain, inactive=True,
+                                                               secure=False))
+        obj.config = domain
+
+    def _find_device(self, domain: Domain, device: Disk | Interface,
+                     mac_given: bool) -> Disk | Interface:
+        if isinstance(device, Disk):
+            disk = hotplug.find_disk(domain, device.target_dev)
+            if disk is None:
+                raise hotplug.DeviceMissingError(f"no target device {device.target_dev}")
+            return disk
+        if mac_given:
+            iface = hotplug.find_interface(domain, device)
+        elif len(domain.devices.interfaces) == 1:
+            iface = domain.devices.interfaces[0]
+        elif not domain.devices.interfaces:
+            iface = None
+        else:
+            raise OperationFailedError("multiple devices matching MAC address; give a <mac>")
+        if iface is None:
+            raise hotplug.DeviceMissingError(
+                f"no device matching MAC address {device.mac} found")
+        return iface
+
+    def detach_device(self, uuid: bytes, xml: str, flags: int = 0) -> Deferred[None]:
+        """
+        Detach a C{<disk>} (matched by target dev) or C{<interface>} (by
+        MAC) live, from the config, or both.  Live detach waits for the guest
+        to release the device (QEMU's C{DEVICE_DELETED}), then frees its
+        back-end; a device-removed event follows.
+
+        @raise DeviceMissingError: no such device.
+        @raise OperationTimeoutError: the guest did not release it in time.
+        """
+        if flags & ~(AFFECT_LIVE | AFFECT_CONFIG):
+            raise InvalidArgError(
+                f"unsupported flags (0x{flags:x}) in function qemuDomainDetachDeviceFlags")
+        obj = self._get(uuid)
+        live, config = self._affected(obj, flags)
+        device = parse_device_xml(xml, existing_macs=self._macs())
+        mac_given = "<mac" in xml
+        new_config: Domain | None = None
+        if config:
+            assert obj.config is not None
+            found = self._find_device(obj.config, device, mac_given)
+            new_config = hotplug.remove_device(obj.config, found)
+        live_device = None
+        if live:
+            assert obj.live is not None
+            live_device = self._find_device(obj.live, device, mac_given)
+        return ensureDeferred(self._detach(obj, live_device, new_config))
+
+    async def _detach(self, obj: DomainObject, live_device: Disk | Interface | None,
+                      new_config: Domain | None) -> None:
+        guest = obj.guest
+        if live_device is not None and guest is not None:
+            await guest.detach_device(live_device)
+            if obj.guest is guest:
+                obj.live = guest.live_domain
+                self._save_status(obj, guest)
+        if new_config is not None:
+            self._store_config(obj, new_config)
+
+    def update_device(self, uuid: bytes, xml: str, flags: int = 0) -> Deferred[None]:
+        """
+        Change the medium of a cdrom or floppy (C{virsh change-media}): the
+        C{<disk>} names the drive by target dev; no C{<source>} ejects.
+
+        @raise DeviceMissingError: no such drive.
+        @raise OperationUnsupportedError: anything but a cdrom or floppy medium.
+        """
+        if flags & ~(AFFECT_LIVE | AFFECT_CONFIG | DEVICE_MODIFY_FORCE):
+            raise InvalidArgError(
+                f"unsupported flags (0x{flags:x}) in function qemuDomainUpdateDeviceFlags")
+        obj = self._get(uuid)
+        live, config = self._affected(obj, flags)
+        device = parse_device_xml(xml, existing_macs=self._macs())
+        if not isinstance(device, Disk):
+            raise OperationUnsupportedError("only the medium of a cdrom or floppy can be updated")
+        new_config: Domain | None = None
+        for domain, wanted in ((obj.config, config), (obj.live, live)):
+            if not wanted or domain is None:
+                continue
+            disk = self._find_device(domain, device, True)
+            assert isinstance(disk, Disk)
+            if disk.device not in ("cdrom", "floppy"):
+                raise OperationUnsupportedError(
+                    f"disk '{disk.target_dev}': only the medium of a cdrom or floppy can be "
+                    "changed")
+            if domain is obj.config:
+                new_config = hotplug.replace_disk(domain, replace(
+                    disk, source=device.source,
+                    driver_type=device.driver_type if device.source else disk.driver_type))
+        return ensureDeferred(self._update(obj, device if live else None, new_config))
+
+    async def _update(self, obj: DomainObject, live_disk: Disk | None,
+                      new_config: Domain | None) -> None:
+        guest = obj.guest
+        if live_disk is not None and guest is not None:
+            await guest.change_media(live_disk)
+            if obj.guest is guest:
+                obj.live = guest.live_domain
+                self._save_status(obj, guest)
+        if new_config is not None:
+            self._store_config(obj, new_config)
+
+    # -- statistics -----------------------------------------------------------
+
+    def get_vcpu_info(self, uuid: bytes, maxinfo: int,
+                      maplen: int) -> Deferred[tuple[list[stats.VcpuInfo], bytes]]:
+        """
+        C{virDomainGetVcpus}: per vCPU its state, CPU time and the host CPU it
+        last ran on (from C{query-cpus-fast} thread ids and
+        C{/proc/PID/task/TID/stat}), and its affinity map.
+
+        @raise OperationInvalidError: when the domain is not running.
+        """
+        _obj, guest = self._get_active(uuid)
+        d = guest.query("query-cpus-fast")
+
+        def convert(reply: Any) -> tuple[list[stats.VcpuInfo], bytes]:
+            pid = guest.pid
+            if pid is None:
+                raise OperationInvalidError("domain is not running")
+            threads = stats.vcpu_threads(reply or [])[:max(maxinfo, 0)]
+            infos = stats.vcpu_info(pid, threads, os.sysconf("SC_CLK_TCK"))
+            maps = b"".join(stats.cpumap(tid, maplen) for _n, tid in threads) if maplen else b""
+            return infos, maps
+
+        return d.addCallback(convert)
+
+    def memory_stats(self, uuid: bytes, max_stats: int) -> Deferred[list[tuple[int, int]]]:
+        """
+        C{virDomainMemoryStats}: the balloon's actual size (C{query-balloon};
+        the current memory without a balloon) and QEMU's RSS, in KiB.
+        """
+        obj, guest = self._get_active(uuid)
+        current = obj.definition.current_memory_kib or obj.definition.memory_kib
+
+        def convert(reply: Any) -> list[tuple[int, int]]:
+            actual = current
+            if isinstance(reply, dict) and isinstance(reply.get("actual"), int):
+                actual = reply["actual"] // 1024
+            found = [(stats.MEMORY_STAT_ACTUAL_BALLOON, actual)]
+            pid = guest.pid
+            rss = stats.read_rss_kib(pid) if pid is not None else None
+            if rss is not None:
+                found.append((stats.MEMORY_STAT_RSS, rss))
+            return found[:max(max_stats, 0)]
+
+        d = guest.query("query-balloon")
+        d.addErrback(lambda f: None)
+        return d.addCallback(convert)
+
+    def block_stats(self, uuid: bytes, path: str) -> Deferred[tuple[int, int, int, int, int]]:
+        """
+        C{virDomainBlockStats} of one disk (target dev or source path), or of
+        all disks for C{""}.
+        """
+        obj, guest = self._get_active(uuid)
+        live = guest.live_domain
+        if path:
+            stats.find_disk_alias(live, path)
+        d = guest.query("query-blockstats")
+        return d.addCallback(lambda reply: stats.block_stats(
+            live, stats.block_counters(reply or []), path))
+
+    def interface_stats(self, uuid: bytes, path: str) -> tuple[int, ...]:
+        """
+        C{virDomainInterfaceStats}: the counters of a tap-backed interface;
+        user-mode interfaces have none (see L{qemud.qemu.stats}).
+        """
+        _obj, guest = self._get_active(uuid)
+        return stats.interface_stats(guest.live_domain, path)
+
+    def get_all_domain_stats(self, refs: list[bytes], groups: int,
+                             flags: int) -> Deferred[list[tuple[DomainRef, list[stats.Param]]]]:
+        """
+        C{virConnectGetAllDomainStats} / C{virDomainListGetStats}
+        (C{virsh domstats}): typed parameters with libvirt's names for the
+        state, cpu-total, balloon, vcpu, interface and block groups.
+
+        @param refs: the domains' UUIDs; empty means every domain matching
+            C{flags} (the C{list_domains} filter bits).
+        @param groups: C{virDomainStatsTypes} bits, 0 for all supported.
+        """
+        enforce = bool(flags & 0x80000000)
+        if enforce and groups & ~stats.STATS_SUPPORTED:
+            raise OperationUnsupportedError("Stats types bits 0x%x are not supported by this "
+                                            "daemon" % (groups & ~stats.STATS_SUPPORTED))
+        groups = (groups & stats.STATS_SUPPORTED) or stats.STATS_SUPPORTED
+        if refs:
+            objs = [self._get(u) for u in refs]
+        else:
+            objs = [o for o in self._by_uuid.values() if self._matches(o, flags & 0xFFFF)]
+        return ensureDeferred(self._collect_stats(objs, groups))
+
+    async def _collect_stats(self, objs: list[DomainObject],
+                             groups: int) -> list[tuple[DomainRef, list[stats.Param]]]:
+        records = []
+        for obj in objs:
+            try:
+                params = await self._domain_stats(obj, groups)
+            except QemudError as e:
+                self.log.info("stats of {name}: {error}", name=obj.name, error=e.message)
+                params = []
+            records.append((obj.ref, params))
+        return records
+
+    async def _domain_stats(self, obj: DomainObject, groups: int) -> list[stats.Param]:
+        state, reason = obj.state()
+        params: list[stats.Param] = []
+        if groups & stats.STATS_STATE:
+            params += [stats.sint("state.state", state), stats.sint("state.reason", reason)]
+        guest = obj.guest
+        pid = guest.pid if guest is not None else None
+        definition = obj.definition
+        if guest is None or pid is None:
+            return params
+        ticks = os.sysconf("SC_CLK_TCK")
+        if groups & stats.STATS_CPU_TOTAL:
+            total = stats.read_process_stat(pid)
+            if total is not None:
+                user = total.utime * 1_000_000_000 // ticks
+                system = total.stime * 1_000_000_000 // ticks
+                params += [stats.ull("cpu.time", user + system),
+                           stats.ull("cpu.user", user), stats.ull("cpu.system", system)]
+        if groups & stats.STATS_BALLOON:
+            current = definition.current_memory_kib or definition.memory_kib
+            try:
+                balloon = await guest.query("query-balloon")
+                if isinstance(balloon, dict) and isinstance(balloon.get("actual"), int):
+                    current = balloon["actual"] // 1024
+            except QemudError:
+                pass
+            params += [stats.ull("balloon.current", current),
+                       stats.ull("balloon.maximum", definition.memory_kib)]
+            rss = stats.read_rss_kib(pid)
+            if rss is not None:
+                params.append(stats.ull("balloon.rss", rss))
+        if groups & stats.STATS_VCPU:
+            threads = stats.vcpu_threads(await guest.query("query-cpus-fast") or [])
+            params += [stats.uint("vcpu.current", definition.current_vcpus or definition.vcpus),
+                       stats.uint("vcpu.maximum", definition.vcpus)]
+            for info in stats.vcpu_info(pid, threads, ticks):
+                params += [stats.sint(f"vcpu.{info.number}.state", info.state),
+                           stats.ull(f"vcpu.{info.number}.time", info.cpu_time_ns)]
+        if groups & stats.STATS_INTERFACE:
+            params += stats.net_params(guest.live_domain)
+        if groups & stats.STATS_BLOCK:
+            counters = stats.block_counters(await guest.query("query-blockstats") or [])
+            params += stats.block_params(guest.live_domain, counters, {})
+        return params
+
+    def _autostart_failed(self, failure: Failure, name: str) -> None:
+        self.log.failure("autostart of {name} failed", failure, name=name)
 
     def check_name(self, name: str) -> None:
         """
@@ -838,11 +1452,3 @@ class DomainDriver:
         """
         check_name(name)
 
-
-_SHUTOFF_REASON_OF_STOP = {
-    StoppedDetail.SHUTDOWN: ShutoffReason.SHUTDOWN,
-    StoppedDetail.DESTROYED: ShutoffReason.DESTROYED,
-    StoppedDetail.CRASHED: ShutoffReason.CRASHED,
-    StoppedDetail.SAVED: ShutoffReason.SAVED,
-    StoppedDetail.FAILED: ShutoffReason.FAILED,
-}

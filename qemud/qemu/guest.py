@@ -20,8 +20,8 @@ is fed by QMP events and by the process exit.  The sequences emitted:
     (STOPPED, DESTROYED) → shutoff/destroyed;
   - the guest powers off: (SHUTDOWN, GUEST) → shutdown/unknown, QEMU is
     told to C{quit}, then (STOPPED, SHUTDOWN) → shutoff/shutdown;
-  - QEMU dies without being asked (kill -9, abort): (STOPPED, CRASHED) →
-    shutoff/crashed;
+  - QEMU dies without being asked (kill -9, abort): (STOPPED, FAILED) →
+    shutoff/crashed, as libvirt reports a monitor EOF;
   - guest panic: (CRASHED, PANICKED), then per C{on_crash};
   - a start that fails: shutoff/failed, and (STOPPED, FAILED) only if
     (STARTED, BOOTED) had been sent (it is sent last, so in practice never).
@@ -54,14 +54,18 @@ from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from qemud.domain.model import CharDev, Domain
+from qemud.domain.model import CharDev, Disk, Domain, Interface
 from qemud.errors import (
     OperationFailedError,
     OperationInvalidError,
+    OperationTimeoutError,
+    OperationUnsupportedError,
     QemudError,
 )
+from qemud.qemu import hotplug
 from qemud.qemu.process import (
     QMP_CHILD_FD,
     ProcessExit,
@@ -105,6 +109,10 @@ from qemud.qemu.states import (
 _T = TypeVar("_T")
 
 
+async def _raise(error: Exception) -> Any:
+    raise error
+
+
 # --------------------------------------------------------------------------- values
 
 
@@ -145,6 +153,10 @@ class GuestTimeouts:
     @ivar command: for each QMP command of an operation.
     @ivar exit_wait: how long a failed start waits for QEMU to exit on its own
         before killing it, so that its exit status can be reported.
+    @ivar restore: for a start that restores a saved state (replaces C{start}).
+    @ivar detach: how long a device detach waits for the guest to release it.
+    @ivar migrate_poll: the interval at which a save or restore polls
+        C{query-migrate}.
     """
 
     start: float = 30.0
@@ -152,6 +164,9 @@ class GuestTimeouts:
     quit: float = 5.0
     command: float = 60.0
     exit_wait: float = 1.0
+    restore: float = 3600.0
+    detach: float = 10.0
+    migrate_poll: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -298,6 +313,11 @@ Listener = Callable[[GuestEvent], None]
 
 _INTERRUPTED = (ExecInterruptedError, GreetingError, NegotiationError, ConnectionError)
 
+_SAVE_FD = "qemud-save"
+_RESTORE_FD = "qemud-restore"
+_MAX_BANDWIDTH = 1 << 40
+"""A save streams as fast as the disk takes it (QEMU's default is 128 MiB/s)."""
+
 
 class Guest:
     """
@@ -365,9 +385,16 @@ class Guest:
         self._fake_reboot = False
         self._rebooting = False
         self._pause_reason: int | None = None
+        self._resume_reason: int | None = None
         self._timers: list[Any] = []
         self.started_at: float | None = None
         self.log_offset = 0
+        # the save running now: its start time (reactor seconds)
+        self._job_started: float | None = None
+        # device alias -> Deferreds waiting for its DEVICE_DELETED
+        self._removal_waiters: dict[str, list[Deferred[None]]] = {}
+        # device alias -> back-end commands to run once QEMU reports it deleted
+        self._orphan_backends: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     # -- queries (never wait) ---------------------------------------------------------
 
@@ -514,18 +541,25 @@ class Guest:
 
     # -- start -------------------------------------------------------------------------
 
-    def start(self, paused: bool = False) -> Deferred[None]:
+    def start(self, paused: bool = False, incoming_fd: int | None = None) -> Deferred[None]:
         """
         Launch QEMU and bring the guest up.
 
         @param paused: leave the vCPUs stopped (state paused/user).
+        @param incoming_fd: restore a saved state: a descriptor positioned at
+            the start of a migration stream.  The launch recipe must then
+            carry C{-incoming defer}; the descriptor is handed to QEMU with
+            C{getfd} and loaded with C{migrate-incoming} (the caller closes
+            its copy afterwards).  Emitted: (STARTED, RESTORED), then
+            (RESUMED, FROM_SNAPSHOT) → running/restored, or (SUSPENDED,
+            PAUSED) → paused/user.
         @return: a Deferred that fires once the guest runs (or is paused), or
             fails with L{OperationFailedError} quoting QEMU's log; a failed
             start leaves no process, no socket file and state shutoff/failed.
         """
-        return self._locked(lambda: self._start(paused))
+        return self._locked(lambda: self._start(paused, incoming_fd))
 
-    async def _start(self, paused: bool) -> None:
+    async def _start(self, paused: bool, incoming_fd: int | None = None) -> None:
         if self.is_active:
             raise OperationInvalidError("domain is already running")
         if self._used:
@@ -538,7 +572,6 @@ class Guest:
             self._reactor,
             launch.argv,
             launch.env,
-            cwd=self.paths.domain_dir,
             log_path=self.paths.log_path,
             qmp_path=self.paths.qmp_path,
             qmp_child_fd=self._qmp_child_fd,
@@ -558,8 +591,10 @@ class Guest:
         self._set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
         process.when_exited().addCallback(self._process_exited)
 
-        setup: Deferred[None] = Deferred.fromCoroutine(self._start_session(process, paused))
-        setup.addTimeout(self._timeouts.start, self._clock)
+        setup: Deferred[None] = Deferred.fromCoroutine(
+            self._start_session(process, paused, incoming_fd))
+        setup.addTimeout(self._timeouts.start if incoming_fd is None else self._timeouts.restore,
+                         self._clock)
         self._setup_d = setup
         try:
             await setup
@@ -569,7 +604,22 @@ class Guest:
             self._setup_d = None
         self.started_at = self._clock.seconds()
         self._setting_up = False
-        if paused:
+        if incoming_fd is not None:
+            if paused:
+                self._set_state(
+                    DomainState.PAUSED,
+                    PausedReason.USER,
+                    (LifecycleEvent.STARTED, StartedDetail.RESTORED),
+                    (LifecycleEvent.SUSPENDED, SuspendedDetail.PAUSED),
+                )
+            else:
+                self._set_state(
+                    DomainState.RUNNING,
+                    RunningReason.RESTORED,
+                    (LifecycleEvent.STARTED, StartedDetail.RESTORED),
+                    (LifecycleEvent.RESUMED, ResumedDetail.FROM_SNAPSHOT),
+                )
+        elif paused:
             self._set_state(
                 DomainState.PAUSED,
                 PausedReason.USER,
@@ -585,16 +635,22 @@ class Guest:
             )
         self._replay_events()
 
-    async def _start_session(self, process: QemuProcess, paused: bool) -> None:
+    async def _start_session(self, process: QemuProcess, paused: bool,
+                             incoming_fd: int | None = None) -> None:
         qmp = await process.connect_qmp()
         self._use_qmp(qmp)
         await qmp.when_ready()
         status = await qmp.execute("query-status")
-        if status.get("status") not in ("prelaunch", "paused"):
+        expected = ("prelaunch", "paused") if incoming_fd is None else ("inmigrate",)
+        if status.get("status") not in expected:
             raise OperationFailedError(
                 f"QEMU is in state '{status.get('status')}' right after launch"
             )
         await self._setup_with_qmp(qmp)
+        if incoming_fd is not None:
+            await self._send_fd(incoming_fd, _RESTORE_FD)
+            await qmp.execute("migrate-incoming", {"uri": f"fd:{_RESTORE_FD}"})
+            await self._wait_migration("restore")
         if not paused:
             await qmp.execute("cont")
 
@@ -905,7 +961,7 @@ class Guest:
             self._panicked = False
         self._set_state(
             DomainState.RUNNING,
-            RunningReason.UNPAUSED,
+            self._resume_reason or RunningReason.UNPAUSED,
             (LifecycleEvent.RESUMED, ResumedDetail.UNPAUSED),
         )
 
@@ -913,7 +969,8 @@ class Guest:
         self._log.info("guest {domain}: ACPI power button pressed", domain=self.name)
 
     def _on_shutdown_event(self, data: dict[str, Any]) -> None:
-        if self._got_shutdown or self._rebooting or self._exit_intent in ("crash", "shutdown"):
+        if self._got_shutdown or self._rebooting or self._exit_intent in (
+                "crash", "shutdown", "save"):
             return  # repeated, caused by our own quit, or part of a fake reboot
         guest = bool(data.get("guest", False))
         reason = str(data.get("reason", "guest-shutdown" if guest else "host-signal"))
@@ -981,8 +1038,18 @@ class Guest:
 
     def _on_device_deleted(self, data: dict[str, Any]) -> None:
         device = data.get("device")
-        if isinstance(device, str) and device:
-            self._emit(GuestEvent("device-removed", alias=device))
+        if not isinstance(device, str) or not device:
+            return
+        domain, _removed = hotplug.remove_alias(self.live_domain, device)
+        self.live_domain = domain
+        orphans = self._orphan_backends.pop(device, None)
+        if orphans:
+            # the detach gave up waiting; free the back-end now
+            d = Deferred.fromCoroutine(self._run_commands(orphans, ignore_errors=True))
+            d.addErrback(lambda f: None)
+        for waiter in self._removal_waiters.pop(device, []):
+            waiter.callback(None)
+        self._emit(GuestEvent("device-removed", alias=device))
 
     def _on_tray_moved(self, data: dict[str, Any]) -> None:
         alias = data.get("id") or data.get("device")
@@ -1084,10 +1151,13 @@ class Guest:
             reason, detail = ShutoffReason.DESTROYED, StoppedDetail.DESTROYED
         elif self._exit_intent == "crash":
             reason, detail = ShutoffReason.CRASHED, StoppedDetail.CRASHED
+        elif self._exit_intent == "save":
+            reason, detail = ShutoffReason.SAVED, StoppedDetail.SAVED
         elif self._exit_intent == "shutdown" or self._got_shutdown:
             reason, detail = ShutoffReason.SHUTDOWN, StoppedDetail.SHUTDOWN
         else:
-            reason, detail = ShutoffReason.CRASHED, StoppedDetail.CRASHED
+            # As libvirt's monitor-EOF handler: shut off "crashed", event "failed".
+            reason, detail = ShutoffReason.CRASHED, StoppedDetail.FAILED
             self._log.warn(
                 "guest {domain}: QEMU ended unexpectedly ({how}); last output: {tail}",
                 domain=self.name,
@@ -1254,6 +1324,298 @@ class Guest:
                     RunningReason.UNPAUSED,
                     (LifecycleEvent.RESUMED, ResumedDetail.UNPAUSED),
                 )
+
+        return self._locked(op)
+
+    # -- save, hot-plug, media change, queries -----------------------------------------
+
+    def query(self, command: str, args: dict[str, Any] | None = None) -> Deferred[Any]:
+        """
+        Run a read-only QMP command now, without waiting for operations in
+        progress (for statistics and job progress).
+
+        @raise OperationInvalidError: (as the Deferred's failure) when the
+            guest is not running.
+        """
+        if not self.is_active or self._exit is not None or self._qmp is None:
+            return Deferred.fromCoroutine(_raise(OperationInvalidError("domain is not running")))
+        return Deferred.fromCoroutine(self._execute(command, args))
+
+    @property
+    def job_started(self) -> float | None:
+        """
+        @return: when the save in progress started (reactor seconds), or C{None}.
+        """
+        return self._job_started
+
+    async def _send_fd(self, fd: int, name: str) -> None:
+        """
+        Hand C{fd} to QEMU over the QMP socket (SCM_RIGHTS) as C{name}
+        (QMP C{getfd}).  The caller keeps its copy open until this returns.
+        """
+        qmp = self._qmp
+        if qmp is None:
+            raise OperationInvalidError("domain is not running")
+        send = getattr(qmp.transport, "sendFileDescriptor", None)
+        if send is None:
+            raise OperationFailedError("the QMP connection cannot pass file descriptors")
+        send(fd)
+        await self._execute("getfd", {"fdname": name})
+
+    async def _wait_migration(self, job: str) -> dict[str, Any]:
+        """
+        Poll C{query-migrate} until the migration (out or in) ends.
+
+        @return: the final C{query-migrate} reply.
+        @raise OperationFailedError: the migration failed or was cancelled.
+        """
+        while True:
+            info = await self._execute("query-migrate")
+            status = info.get("status") if isinstance(info, dict) else None
+            if status == "completed":
+                return cast(dict[str, Any], info)
+            if status in ("failed", "cancelled"):
+                desc = info.get("error-desc") or status
+                raise OperationFailedError(f"job '{job}' failed: {desc}")
+            await deferLater(self._clock, self._timeouts.migrate_poll, lambda: None)
+
+    def save(self, fd: int, commit: Callable[[], None]) -> Deferred[None]:
+        """
+        Save the guest's state and stop QEMU, as libvirt's C{virDomainSave}.
+
+        Pauses the vCPUs (state paused/save, (SUSPENDED, PAUSED)) when
+        running, streams the state to C{fd} (QMP C{getfd} + C{migrate
+        fd:}), polls C{query-migrate} until it completes, calls C{commit}
+        (the driver fsyncs and renames the image), then quits QEMU: (STOPPED,
+        SAVED) → shutoff/saved.
+
+        On any failure before QEMU is told to quit (QEMU error, disk full,
+        C{commit} raising) the migration is cancelled and a guest this
+        paused is resumed; the guest keeps running.
+
+        @param fd: where the stream goes (positioned after the image header);
+            the caller closes it afterwards.
+        @param commit: called once the stream is complete, before QEMU quits.
+        """
+        return self._locked(lambda: self._save(fd, commit))
+
+    async def _save(self, fd: int, commit: Callable[[], None]) -> None:
+        self._require_running()
+        state = self._state[0]
+        if state not in (DomainState.RUNNING, DomainState.PAUSED):
+            raise OperationInvalidError("domain is not running")
+        paused_here = migrating = fd_given = False
+        self._job_started = self._clock.seconds()
+        try:
+            if state is DomainState.RUNNING:
+                self._pause_reason = PausedReason.SAVE
+                try:
+                    await self._execute("stop")
+                finally:
+                    self._pause_reason = None
+                paused_here = True
+                if self.state[0] == DomainState.RUNNING:
+                    self._set_state(DomainState.PAUSED, PausedReason.SAVE,
+                                    (LifecycleEvent.SUSPENDED, SuspendedDetail.PAUSED))
+            await self._execute("migrate-set-parameters", {"max-bandwidth": _MAX_BANDWIDTH})
+            await self._send_fd(fd, _SAVE_FD)
+            fd_given = True
+            await self._execute("migrate", {"uri": f"fd:{_SAVE_FD}"})
+            fd_given, migrating = False, True
+            await self._wait_migration("save")
+            migrating = False
+            commit()
+        except BaseException as e:
+            self._log.warn("guest {domain}: save failed ({error}); resuming",
+                           domain=self.name, error=str(e))
+            await self._undo_save(paused_here, migrating, fd_given)
+            raise
+        finally:
+            self._job_started = None
+        self._exit_intent = "save"
+        done = self.when_exited()
+        self._quit()
+        await done
+
+    async def _undo_save(self, paused_here: bool, migrating: bool, fd_given: bool) -> None:
+        if self._exit is not None or self._qmp is None:
+            return
+        undo: list[tuple[str, dict[str, Any]]] = []
+        if migrating:
+            undo.append(("migrate_cancel", {}))
+        if fd_given:
+            undo.append(("closefd", {"fdname": _SAVE_FD}))
+        await self._run_commands(undo, ignore_errors=True)
+        if paused_here and self._state[0] is DomainState.PAUSED:
+            self._resume_reason = RunningReason.SAVE_CANCELED
+            try:
+                await self._execute("cont")
+            except Exception as e:
+                self._log.error("guest {domain}: cannot resume after a failed save: {error}",
+                                domain=self.name, error=str(e))
+                return
+            finally:
+                self._resume_reason = None
+            if self.state[0] != DomainState.RUNNING:
+                self._set_state(DomainState.RUNNING, RunningReason.SAVE_CANCELED,
+                                (LifecycleEvent.RESUMED, ResumedDetail.UNPAUSED))
+
+    async def _run_commands(self, commands: list[tuple[str, dict[str, Any]]], *,
+                            ignore_errors: bool = False) -> None:
+        for command, args in commands:
+            try:
+                await self._execute(command, args or None)
+            except Exception as e:
+                if not ignore_errors:
+                    raise
+                self._log.info("guest {domain}: {command} failed: {error}", domain=self.name,
+                               command=command, error=str(e))
+
+    def attach_disk(self, disk: Disk, *, kind: str,
+                    has_device: Callable[[str], bool] | None = None) -> Deferred[Disk]:
+        """
+        Hot-plug a disk: C{blockdev-add} (storage, format) and C{device_add},
+        with the boot command line's properties; undone on failure.  A
+        C{device-added} event follows.
+
+        @param disk: the disk (defaults filled in; its alias is chosen here).
+        @param kind: the machine kind.
+        @param has_device: C{caps.has_device}.
+        @return: the disk as the live definition now shows it.
+        """
+
+        async def op() -> Disk:
+            self._require_running()
+            hotplug.check_attachable(self.live_domain, disk)
+            nodes = await self._execute("query-named-block-nodes", {"flat": True})
+            plan = hotplug.plan_disk_attach(self.live_domain, disk,
+                                            hotplug.next_node_index(nodes or []), kind=kind,
+                                            has_device=has_device)
+            await self._run_plan(plan)
+            assert isinstance(plan.device, Disk)
+            return plan.device
+
+        return self._locked(op)
+
+    def attach_interface(self, iface: Interface, *, driver: str) -> Deferred[Interface]:
+        """
+        Hot-plug a NIC: C{netdev_add} and C{device_add}; undone on failure.
+
+        @param iface: the interface (MAC filled in; alias chosen here).
+        @param driver: the QEMU device (L{qemud.qemu.argv.nic_driver}).
+        @return: the interface as the live definition now shows it.
+        """
+
+        async def op() -> Interface:
+            self._require_running()
+            hotplug.check_attachable(self.live_domain, iface)
+            plan = hotplug.plan_nic_attach(self.live_domain, iface, driver=driver)
+            await self._run_plan(plan)
+            assert isinstance(plan.device, Interface)
+            return plan.device
+
+        return self._locked(op)
+
+    async def _run_plan(self, plan: hotplug.AttachPlan) -> None:
+        done: list[hotplug.Step] = []
+        try:
+            for step in plan.steps:
+                await self._execute(step.command, step.args)
+                done.append(step)
+        except Exception:
+            undo = [s.undo for s in reversed(done) if s.undo is not None]
+            await self._run_commands(undo, ignore_errors=True)
+            raise
+        self.live_domain = hotplug.add_device(self.live_domain, plan.device)
+        self._emit(GuestEvent("device-added", alias=plan.device.alias))
+
+    def detach_device(self, device: Disk | Interface) -> Deferred[None]:
+        """
+        Hot-unplug a device: C{device_del}, wait (C{timeouts.detach}) for the
+        guest to release it (QMP C{DEVICE_DELETED}, which also removes it from
+        the live definition and emits C{device-removed}), then free its
+        back-end (C{blockdev-del} / C{netdev_del}).
+
+        @param device: the device of the live definition (alias set).
+        @raise OperationTimeoutError: the guest did not release it in time;
+            the request stays pending and the back-end is freed if it does later.
+        @raise OperationUnsupportedError: a disk QEMU cannot unplug (IDE, floppy).
+        """
+
+        async def op() -> None:
+            self._require_running()
+            alias = device.alias
+            if alias is None or hotplug.remove_alias(self.live_domain, alias)[1] is None:
+                raise OperationFailedError(f"device '{alias}' is not plugged in")
+            backend: list[tuple[str, dict[str, Any]]]
+            if isinstance(device, Disk):
+                if device.target_bus not in ("virtio", "scsi", "usb"):
+                    raise OperationUnsupportedError(
+                        f"disk bus '{device.target_bus}' cannot be hotunplugged.")
+                blocks = await self._execute("query-block")
+                backend = hotplug.disk_backend_removal(
+                    hotplug.find_block_node(blocks or [], alias))
+            else:
+                backend = hotplug.nic_backend_removal(device)
+            waiter: Deferred[None] = Deferred()
+            waiters = self._removal_waiters.setdefault(alias, [])
+            waiters.append(waiter)
+            try:
+                await self._execute("device_del", {"id": alias})
+            except Exception:
+                self._forget_waiter(alias, waiter)
+                raise
+            waiter.addTimeout(self._timeouts.detach, self._clock)
+            try:
+                await waiter
+            except (DeferredTimeoutError, CancelledError):
+                self._forget_waiter(alias, waiter)
+                self._orphan_backends[alias] = backend
+                raise OperationTimeoutError(
+                    f"device '{alias}' was not removed in time; the guest did not release it"
+                ) from None
+            await self._run_commands(backend, ignore_errors=True)
+
+        return self._locked(op)
+
+    def _forget_waiter(self, alias: str, waiter: Deferred[None]) -> None:
+        waiters = self._removal_waiters.get(alias, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+        if not waiters:
+            self._removal_waiters.pop(alias, None)
+
+    def change_media(self, new: Disk) -> Deferred[Disk]:
+        """
+        Change (or eject, C{new.source is None}) the medium of a cdrom or
+        floppy: open the tray (forced), remove the medium, add and insert the
+        new one, close the tray, free the old nodes.  QEMU's tray events
+        become C{tray-change} events.
+
+        @param new: the drive as wanted, same target dev as an existing one.
+        @return: the drive as the live definition now shows it.
+        """
+
+        async def op() -> Disk:
+            self._require_running()
+            old = hotplug.find_disk(self.live_domain, new.target_dev)
+            if old is None or old.alias is None:
+                raise OperationFailedError(f"no target device {new.target_dev}")
+            blocks = await self._execute("query-block")
+            old_node = hotplug.find_block_node(blocks or [], old.alias)
+            index = 0
+            if new.source is not None:
+                nodes = await self._execute("query-named-block-nodes", {"flat": True})
+                index = hotplug.next_node_index(nodes or [])
+            commands = hotplug.media_change_steps(old, new, old_node, index)
+            cleanup = len(hotplug.disk_backend_removal(old_node))
+            await self._run_commands(commands[:len(commands) - cleanup])
+            await self._run_commands(commands[len(commands) - cleanup:], ignore_errors=True)
+            current = hotplug.find_disk(self.live_domain, new.target_dev) or old
+            updated = dataclasses.replace(current, source=new.source,
+                                          driver_type=new.driver_type if new.source else None)
+            self.live_domain = hotplug.replace_disk(self.live_domain, updated)
+            return updated
 
         return self._locked(op)
 

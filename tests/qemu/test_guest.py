@@ -44,6 +44,7 @@ STOPPED_SHUTDOWN = (5, 0)
 STOPPED_DESTROYED = (5, 1)
 STOPPED_CRASHED = (5, 2)
 STOPPED_FAILED = (5, 5)
+STOPPED_FAILED = (5, 5)
 SHUTDOWN_GUEST = (6, 1)
 SHUTDOWN_HOST = (6, 2)
 CRASHED_PANICKED = (8, 0)
@@ -146,7 +147,7 @@ class StartTests(SynchronousTestCase):
 
     def test_start_running(self) -> None:
         """
-        Start spawns QEMU with the recipe, in the domain directory, stdout and
+        Start spawns QEMU with the recipe (HOME the domain directory), stdout and
         stderr on the log, the QMP socket as fd 3; negotiates, queries the
         status, then C{cont}; the guest is running/booted and
         (RESUMED, UNPAUSED), (STARTED, BOOTED) were emitted.
@@ -157,7 +158,7 @@ class StartTests(SynchronousTestCase):
         self.assertEqual(proc.argv[0], BINARY)
         self.assertIn("socket,id=charmonitor,fd=3,server=on,wait=off", proc.argv)
         self.assertEqual(proc.env, {"LC_ALL": "C", "HOME": env.paths.domain_dir})
-        self.assertEqual(proc.path, env.paths.domain_dir)
+        self.assertIsNone(proc.path)
         self.assertEqual(sorted(proc.child_fds), [0, 1, 2, 3])
         self.assertEqual(proc.child_fds[1], proc.child_fds[2])
         self.assertEqual(proc.child_fds[3], env.fds_given[0])
@@ -810,7 +811,7 @@ class CrashTests(SynchronousTestCase):
 
     def test_killed_from_outside(self) -> None:
         """
-        kill -9 of QEMU → shutoff/crashed with (STOPPED, CRASHED); socket
+        kill -9 of QEMU → shutoff/crashed with (STOPPED, FAILED) as libvirt reports a monitor EOF; socket
         removed; when_exited reports the signal.
         """
         env = Env(self)
@@ -819,7 +820,7 @@ class CrashTests(SynchronousTestCase):
         env.server.disconnect()
         env.process.kill_by_signal(9)
         self.assertEqual(env.guest.state, SHUTOFF_CRASHED)
-        self.assertEqual(env.lifecycle(), [STOPPED_CRASHED])
+        self.assertEqual(env.lifecycle(), [STOPPED_FAILED])
         self.assertFalse(os.path.exists(env.paths.qmp_path))
         result = self.successResultOf(exited)
         self.assertEqual((result.reason, result.process.signal), (ShutoffReason.CRASHED, 9))
@@ -833,7 +834,7 @@ class CrashTests(SynchronousTestCase):
         env.started()
         env.process.exit(1)
         self.assertEqual(env.guest.state, SHUTOFF_CRASHED)
-        self.assertEqual(env.lifecycle(), [STOPPED_CRASHED])
+        self.assertEqual(env.lifecycle(), [STOPPED_FAILED])
 
     def test_qmp_eof_but_process_lingers(self) -> None:
         """
@@ -918,7 +919,7 @@ class AttachTests(SynchronousTestCase):
     def test_attached_guest_crash_detected_by_polling(self) -> None:
         """
         A re-attached QEMU is not our child: its death is seen by polling
-        /proc; a zombie counts as gone → shutoff/crashed with (STOPPED, CRASHED).
+        /proc; a zombie counts as gone → shutoff/crashed with (STOPPED, FAILED) as libvirt reports a monitor EOF.
         """
         env = Env(self)
         self._qemu(env)
@@ -932,7 +933,7 @@ class AttachTests(SynchronousTestCase):
         env.reactor.procfs.zombify(777)
         env.reactor.advance(1.0)
         self.assertEqual(guest.state, SHUTOFF_CRASHED)
-        self.assertEqual([(e.event, e.detail) for e in events], [STOPPED_CRASHED])
+        self.assertEqual([(e.event, e.detail) for e in events], [STOPPED_FAILED])
         self.assertFalse(os.path.exists(env.paths.qmp_path))
 
     def test_attached_guest_destroy(self) -> None:

@@ -1,0 +1,265 @@
+"""
+Live operations against a real daemon, real QEMU and real virsh: save and
+restore (the Linux guest keeps counting where it stopped), managed save
+across a daemon restart, disk and NIC hot-plug seen by the guest, cdrom
+eject, and C{virsh domstats}.
+
+Every test starts its own daemon in a fresh root below C{/tmp}, bounds every
+wait, and kills by PID the daemon and every QEMU whose working directory is
+in that root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.guests import (
+    linux_guest_domain_xml,
+    noos_guest_domain_xml,
+    ticks,
+    wait_for_serial,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("virsh") is None or
+                                shutil.which("qemu-system-x86_64") is None,
+                                reason="needs virsh (libvirt-clients) and qemu-system-x86")
+
+
+def _qemus_below(root: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/cwd").startswith(root) and "qemu-system" in \
+                    open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace"):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+class Daemon:
+    """
+    A qemud under twistd in its own root.
+
+    @ivar root: the root directory.
+    @ivar uri: the URI virsh uses.
+    """
+
+    def __init__(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="qd", dir="/tmp")
+        self.uri = f"qemu+unix:///system?socket={self.root}/run/qemud/qemud-sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start twistd and wait (10 s at most) for the socket."""
+        sock = f"{self.root}/run/qemud/qemud-sock"
+        if os.path.exists(sock):
+            os.unlink(sock)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+             "--pidfile=", f"--logfile={self.root}/qemud.log", "qemud", "--root", self.root],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"daemon did not come up:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM the daemon (guests are left running) and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def cleanup(self) -> None:
+        """Stop the daemon and kill its guests by PID."""
+        self.stop()
+        for pid in _qemus_below(self.root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def log(self) -> str:
+        """@return: the end of the daemon's log."""
+        try:
+            with open(f"{self.root}/qemud.log") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def virsh(self, *args: str, timeout: float = 60, check: bool = True) -> str:
+        """
+        Run virsh against the daemon.
+
+        @return: its output; a failure (with C{check}) fails the test with
+            virsh's error and the daemon's log.
+        """
+        proc = subprocess.run(["virsh", "-c", self.uri, *args], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "LC_ALL": "C"})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"virsh {' '.join(args)} failed: {proc.stderr}\n{self.log()}")
+        return proc.stdout + proc.stderr
+
+    def define(self, name: str, xml: str) -> None:
+        """Define a domain from XML text."""
+        path = os.path.join(self.root, name + ".xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        self.virsh("define", path)
+
+    def write(self, name: str, text: str) -> str:
+        """@return: the path of a new file in the root holding C{text}."""
+        path = os.path.join(self.root, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    """A running daemon, stopped (guests killed) afterwards."""
+    d = Daemon()
+    d.start()
+    try:
+        yield d
+    finally:
+        d.cleanup()
+
+
+def _linux(daemon: Daemon, image: Any, name: str = "lin") -> str:
+    serial = os.path.join(daemon.root, f"{name}.serial")
+    daemon.define(name, linux_guest_domain_xml(name, image, serial_log=serial))
+    daemon.virsh("start", name)
+    wait_for_serial(serial, "GUEST-READY", 60)
+    return serial
+
+
+def test_save_restore_continues(daemon: Daemon, linux_guest_image: Any) -> None:
+    """
+    C{virsh save} stops the guest (shut off, saved) and leaves the image;
+    C{virsh restore} brings it back running (restored) and the guest goes
+    on counting past the last TICK before the save, appending to the same
+    serial log.
+    """
+    serial = _linux(daemon, linux_guest_image)
+    wait_for_serial(serial, "TICK 2", 30)
+    image = os.path.join(daemon.root, "lin.save")
+    out = daemon.virsh("save", "lin", image)
+    assert f"Domain 'lin' saved to {image}" in out
+    assert daemon.virsh("domstate", "--reason", "lin").strip() == "shut off (saved)"
+    before = ticks(serial)
+    size = os.path.getsize(serial)
+    assert "Domain restored from" in daemon.virsh("restore", image)
+    assert daemon.virsh("domstate", "--reason", "lin").strip() == "running (restored)"
+    wait_for_serial(serial, f"TICK {before[-1] + 2}", 30, after_offset=size)
+    after = ticks(serial)
+    assert after[:len(before)] == before  # not truncated
+    assert after[-1] > before[-1]
+
+
+def test_managed_save_survives_restart(daemon: Daemon) -> None:
+    """
+    A managed save is a file: after a daemon restart, dominfo still shows
+    it and C{virsh start} restores the guest (running, restored) and
+    removes the image.
+    """
+    daemon.define("ms", noos_guest_domain_xml("ms"))
+    daemon.virsh("start", "ms")
+    assert "state saved by libvirt" in daemon.virsh("managedsave", "ms")
+    daemon.stop()
+    daemon.start()
+    info = daemon.virsh("dominfo", "ms")
+    assert "Managed save:   yes" in info
+    assert "shut off" in info
+    daemon.virsh("start", "ms")
+    assert daemon.virsh("domstate", "--reason", "ms").strip() == "running (restored)"
+    assert "Managed save:   no" in daemon.virsh("dominfo", "ms")
+
+
+def test_hotplug_seen_by_guest(daemon: Daemon, linux_guest_image: Any) -> None:
+    """
+    A virtio disk and a virtio NIC attached with virsh appear in the guest
+    (HOTPLUG add block vdX / net ethX: the guest names them itself) and in the live XML; detached again
+    they disappear (HOTPLUG remove ...); device events reach
+    C{virsh event}.  C{virsh domstats} shows the busy guest's CPU time rising.
+    """
+    serial = _linux(daemon, linux_guest_image, "hp")
+    first = daemon.virsh("domstats", "--cpu-total", "hp")
+    disk_img = os.path.join(daemon.root, "extra.img")
+    with open(disk_img, "wb") as f:
+        f.truncate(8 << 20)
+    disk = daemon.write("disk.xml", f"""<disk type='file' device='disk'>
+  <driver name='qemu' type='raw'/>
+  <source file='{disk_img}'/>
+  <target dev='vdb' bus='virtio'/>
+</disk>
+""")
+    nic = daemon.write("nic.xml", """<interface type='user'>
+  <mac address='52:54:00:11:22:33'/>
+  <model type='virtio'/>
+</interface>
+""")
+    offset = os.path.getsize(serial)
+    assert "Device attached successfully" in daemon.virsh("attach-device", "hp", disk)
+    offset = wait_for_serial(serial, "HOTPLUG add block vd", 30, offset)
+    assert "vdb" in daemon.virsh("domblklist", "hp")
+    assert "Device detached successfully" in daemon.virsh("detach-device", "hp", disk)
+    offset = wait_for_serial(serial, "HOTPLUG remove block vd", 30, offset)
+    assert "vdb" not in daemon.virsh("domblklist", "hp")
+    assert "Device attached successfully" in daemon.virsh("attach-device", "hp", nic)
+    offset = wait_for_serial(serial, "HOTPLUG add net", 30, offset)
+    assert "52:54:00:11:22:33" in daemon.virsh("domiflist", "hp")
+    assert "Device detached successfully" in daemon.virsh("detach-device", "hp", nic)
+    wait_for_serial(serial, "HOTPLUG remove net", 30, offset)
+    assert "52:54:00:11:22:33" not in daemon.virsh("dumpxml", "hp")
+    missing = daemon.virsh("detach-device", "hp", disk, check=False)
+    assert "device not found: no target device vdb" in missing
+    second = daemon.virsh("domstats", "--cpu-total", "hp")
+
+    def cpu(out: str) -> int:
+        return int(next(line.split("=")[1] for line in out.splitlines()
+                        if "cpu.time=" in line))
+
+    assert cpu(second) > cpu(first)
+
+
+def test_cdrom_eject_and_insert(daemon: Daemon) -> None:
+    """
+    C{virsh change-media --eject} empties an IDE cdrom of a running guest
+    (no source in dumpxml); C{--insert} puts a medium back.
+    """
+    iso = os.path.join(daemon.root, "cd.iso")
+    with open(iso, "wb") as f:
+        f.truncate(1 << 20)
+    xml = noos_guest_domain_xml("cd").replace("<memballoon", f"""<disk type='file' device='cdrom'>
+      <source file='{iso}'/>
+      <target dev='hdc' bus='ide'/>
+    </disk>
+    <memballoon""")
+    daemon.define("cd", xml)
+    daemon.virsh("start", "cd")
+    assert "Successfully ejected media." in daemon.virsh("change-media", "cd", "hdc", "--eject")
+    live = daemon.virsh("dumpxml", "cd")
+    cdrom = live[live.index("device='cdrom'"):live.index("</disk>", live.index("device='cdrom'"))]
+    assert "<source" not in cdrom
+    assert iso in daemon.virsh("dumpxml", "--inactive", "cd")
+    assert "Successfully inserted media." in daemon.virsh("change-media", "cd", "hdc", iso,
+                                                          "--insert")
+    assert iso in daemon.virsh("domblklist", "cd")
