@@ -324,7 +324,6 @@ class QemuProcess(ProcessProtocol):
         argv: Sequence[str],
         env: Mapping[str, str],
         *,
-        cwd: str,
         log_path: str,
         qmp_path: str,
         qmp_child_fd: int = QMP_CHILD_FD,
@@ -335,7 +334,6 @@ class QemuProcess(ProcessProtocol):
         @param reactor: provides L{IReactorProcess}, L{IReactorUNIX} and L{IReactorTime}.
         @param argv: the command line, C{argv[0]} being the binary.
         @param env: the complete environment for QEMU.
-        @param cwd: QEMU's working directory (the domain's directory).
         @param log_path: the file QEMU's stdout and stderr are appended to.
         @param qmp_path: where to create the QMP socket.
         @param qmp_child_fd: the descriptor number QEMU expects it at
@@ -346,7 +344,6 @@ class QemuProcess(ProcessProtocol):
         self._reactor = reactor
         self.argv = list(argv)
         self.env = dict(env)
-        self.cwd = cwd
         self.log_path = log_path
         self.qmp_path = qmp_path
         self.qmp_child_fd = qmp_child_fd
@@ -440,13 +437,15 @@ class QemuProcess(ProcessProtocol):
                 2: log_fd,
                 self.qmp_child_fd: listen_fd,
             }
+            # No path=: with the daemon's own working directory Twisted uses
+            # posix_spawn instead of forking the whole daemon (argv paths are
+            # absolute; HOME is the domain's directory).
             try:
                 transport = cast(Any, self._reactor).spawnProcess(
                     self,
                     self.argv[0],
                     self.argv,
                     env=self.env,
-                    path=self.cwd,
                     childFDs=child_fds,
                 )
             except Exception as e:

@@ -94,7 +94,7 @@ class _Fakes:
     def process(self, **kwargs: object) -> QemuProcess:
         return QemuProcess(
             self.reactor, ["/usr/bin/qemu-system-x86_64", "-S"], {"LC_ALL": "C"},
-            cwd=self.dir, log_path=self.log_path, qmp_path=self.qmp_path,
+            log_path=self.log_path, qmp_path=self.qmp_path,
             listener=self.listener, procfs=self.reactor.procfs,
         )
 
@@ -116,7 +116,8 @@ class QemuProcessTests(SynchronousTestCase):
         spawned = fakes.reactor.spawned[0]
         self.assertEqual(spawned.argv, ["/usr/bin/qemu-system-x86_64", "-S"])
         self.assertEqual(spawned.env, {"LC_ALL": "C"})
-        self.assertEqual(spawned.path, fakes.dir)
+        # No working directory: Twisted can then posix_spawn instead of fork.
+        self.assertIsNone(spawned.path)
         self.assertEqual(spawned.child_fds[3], fakes.fds[0])
         self.assertEqual(spawned.child_fds[1], spawned.child_fds[2])
         for fd in spawned.child_fds.values():
@@ -149,7 +150,7 @@ class QemuProcessTests(SynchronousTestCase):
         def broken(path: str) -> int:
             raise OSError(98, "Address already in use")
 
-        proc = QemuProcess(fakes.reactor, ["/bin/qemu"], {}, cwd=fakes.dir,
+        proc = QemuProcess(fakes.reactor, ["/bin/qemu"], {},
                            log_path=fakes.log_path, qmp_path=fakes.qmp_path, listener=broken,
                            procfs=fakes.reactor.procfs)
         f = self.assertRaises(OperationFailedError, proc.spawn)
