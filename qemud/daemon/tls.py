@@ -6,14 +6,19 @@ TLS for the daemon's C{qemu+tls://} listener, as libvirtd does it.
     key, CA and optional CRL (libvirt's layout, or C{--pki-dir}); any problem
     is a L{TLSConfigError} naming the file.
  2. L{tls_server_factory} wraps the RPC server factory in
-    L{TLSMemoryBIOFactory}: TLS 1.2+, the client certificate required and
-    verified against the CA, with expiry and CRL.
+    L{TLSMemoryBIOFactory}: TLS 1.2, the client certificate requested and
+    verified by OpenSSL against the CA, with expiry and CRL.  As in
+    libvirtd, a bad or missing certificate does not fail the handshake:
+    the verify callback only records OpenSSL's verdict.
  3. After the handshake, the libvirt confirmation step (libvirt-rpc.md
-    S{sect}5.2): the client certificate's usages are checked and its DN is
-    matched against the C{allowed_dn} globs; an accepted client gets the
-    single byte C{0x01} inside TLS and only then meets the inner protocol, a
-    refused one is logged and disconnected.  A client that does not complete
-    the handshake within C{handshake_timeout} seconds is dropped.
+    S{sect}5.2): the client must have sent a certificate that verified, its
+    usages are checked and its DN is matched against the C{allowed_dn}
+    globs; an accepted client gets the single byte C{0x01} inside TLS and
+    only then meets the inner protocol, a refused one is logged (address,
+    DN, reason) and its TCP connection closed without a TLS alert, so that
+    virsh reports "Unable to read TLS confirmation" as with libvirtd.  A
+    client that does not complete the handshake within C{handshake_timeout}
+    seconds is dropped.
 
 L{client_tls_options} is the client side, for qemud's own client.
 """
@@ -70,6 +75,7 @@ __all__ = [
     "CONFIRMATION_BYTE",
     "TLSConfigError",
     "TLSSettings",
+    "VerifyFailure",
     "client_tls_options",
     "listen_tls",
     "load_tls_settings",
@@ -82,25 +88,83 @@ CONFIRMATION_BYTE = b"\x01"
 
 _log = Logger()
 
-# OpenSSL X509_V_ERR_* codes worth a readable name in the logs.
-_VERIFY_ERRORS = {
-    2: "unable to get issuer certificate",
-    3: "unable to get certificate CRL",
-    7: "certificate signature failure",
-    8: "CRL signature failure",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    11: "CRL is not yet valid",
-    12: "CRL has expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in certificate chain",
-    20: "unable to get local issuer certificate",
-    21: "unable to verify the first certificate",
-    23: "certificate revoked",
-    24: "invalid CA certificate",
-    26: "unsupported certificate purpose",
+# OpenSSL's X509_V_ERR_* codes: OpenSSL's own text, and what it means for
+# the client certificate (libvirt-rpc.md S{sect}5.2), for the log.
+_VERIFY_ERRORS: dict[int, tuple[str, str]] = {
+    2: ("unable to get issuer certificate", "is not signed by the trusted CA"),
+    3: ("unable to get certificate CRL", "cannot be checked: no revocation list for its issuer"),
+    4: ("unable to decrypt certificate's signature", "has an invalid signature"),
+    6: ("unable to decode issuer public key", "is not signed by the trusted CA"),
+    7: ("certificate signature failure", "has an invalid signature"),
+    8: ("CRL signature failure", "cannot be checked: the revocation list's signature is invalid"),
+    9: ("certificate is not yet valid", "is not yet valid"),
+    10: ("certificate has expired", "has expired"),
+    11: ("CRL is not yet valid", "cannot be checked: the revocation list is not yet valid"),
+    12: ("CRL has expired", "cannot be checked: the revocation list has expired"),
+    13: ("format error in certificate's notBefore field", "is malformed"),
+    14: ("format error in certificate's notAfter field", "is malformed"),
+    18: ("self-signed certificate", "is self-signed, not signed by the trusted CA"),
+    19: ("self-signed certificate in certificate chain", "is not signed by the trusted CA"),
+    20: ("unable to get local issuer certificate", "is not signed by the trusted CA"),
+    21: ("unable to verify the first certificate", "is not signed by the trusted CA"),
+    22: ("certificate chain too long", "has too long a chain"),
+    23: ("certificate revoked", "revoked"),
+    24: ("invalid CA certificate", "is not signed by a valid CA certificate"),
+    25: ("path length constraint exceeded", "violates its CA's path length constraint"),
+    26: ("unsupported certificate purpose", "is not for use by a TLS client"),
+    28: ("certificate rejected", "is rejected by the trust settings"),
 }
 _X509_V_ERR_INVALID_PURPOSE = 26
+
+
+def _openssl_verify_text(errno: int) -> str:
+    """
+    @return: OpenSSL's own text for an X509_V_ERR_* code, from the table or
+        (for a rare code) from C{X509_verify_cert_error_string}.
+    """
+    known = _VERIFY_ERRORS.get(errno)
+    if known is not None:
+        return known[0]
+    try:
+        from OpenSSL._util import ffi, lib
+
+        text = ffi.string(lib.X509_verify_cert_error_string(errno)).decode("ascii", "replace")
+    except (ImportError, AttributeError):  # pragma: no cover - private pyOpenSSL API
+        text = ""
+    return f"{text} (X509 verify error {errno})" if text else f"X509 verify error {errno}"
+
+
+@dataclass(frozen=True)
+class VerifyFailure:
+    """
+    One objection OpenSSL raised against the client's certificate chain.
+
+    @ivar errno: the X509_V_ERR_* code.
+    @ivar depth: where in the chain: 0 is the client certificate itself, 1
+        its issuer, and so on.
+    @ivar subject: the DN (L{render_dn}) of the certificate at C{depth}.
+    """
+
+    errno: int
+    depth: int
+    subject: str
+
+    def describe(self) -> str:
+        """
+        @return: a sentence for the log: what is wrong with the client
+            certificate, with OpenSSL's text in brackets when it says
+            something else, and the chain position unless it is the client
+            certificate itself; e.g. C{client certificate revoked} or
+            C{client certificate is not signed by the trusted CA (unable to
+            get local issuer certificate)}.
+        """
+        openssl = _openssl_verify_text(self.errno)
+        if self.depth > 0:
+            return f"client certificate chain: {openssl} at depth {self.depth} ({self.subject!r})"
+        known = _VERIFY_ERRORS.get(self.errno)
+        meaning = known[1] if known is not None else "failed verification"
+        text = f"client certificate {meaning}"
+        return text if openssl.endswith(meaning) else f"{text} ({openssl})"
 
 
 @dataclass(frozen=True)
@@ -202,37 +266,66 @@ def load_tls_settings(
     )
 
 
+class _ClientConnection(SSL.Connection):
+    """
+    A server-side TLS connection that keeps what the verify callback found
+    out about the client's certificate chain, for the confirmation step.
+
+    @ivar leaf_checked: whether OpenSSL ran the verification up to the
+        client certificate itself (depth 0); without it nothing was
+        verified, whatever certificate the connection reports.
+    @ivar failures: every objection OpenSSL raised, in order.
+    """
+
+    def __init__(self, context: SSL.Context) -> None:
+        super().__init__(context, None)
+        self.leaf_checked = False
+        self.failures: list[tuple[int, int, crypto.X509]] = []
+
+    def verify_failures(self) -> list[VerifyFailure]:
+        """
+        @return: the objections, with the DN of each certificate rendered.
+        """
+        return [
+            VerifyFailure(errno, depth, render_dn(cert.to_cryptography().subject))
+            for errno, depth, cert in self.failures
+        ]
+
+
 def _verify_callback(
     conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
 ) -> bool:
     """
-    OpenSSL's verdict on each certificate of the client's chain, with two
-    adjustments: a purpose mismatch on the client certificate is left to the
-    libvirt-style check after the handshake (OpenSSL rejects a non-critical
-    extendedKeyUsage that libvirt only warns about), and the reason for a
-    rejection is noted on the connection's L{_ConfirmingProtocol} for the log.
+    Record OpenSSL's verdict on each certificate of the client's chain on
+    the L{_ClientConnection}, and let the handshake go on whatever it is:
+    like libvirtd, we refuse a bad certificate after the handshake, by not
+    sending the confirmation byte (L{_ConfirmingProtocol.handshakeCompleted}),
+    never with a TLS alert during it.  A purpose mismatch on the client
+    certificate is not recorded: it is left to the libvirt-style usage check
+    after the handshake, as OpenSSL rejects a non-critical extendedKeyUsage
+    that libvirt only warns about.
+
+    @return: C{True}, so that OpenSSL completes the handshake, except on a
+        connection that cannot record the verdict (fail closed).
     """
-    if ok:
-        return True
-    if errno == _X509_V_ERR_INVALID_PURPOSE and depth == 0:
-        return True
-    # Twisted sets the TLSMemoryBIOProtocol as the connection's app data.
-    wrapped = getattr(conn.get_app_data(), "wrappedProtocol", None)
-    if isinstance(wrapped, _ConfirmingProtocol) and wrapped.verify_error is None:
-        subject = render_dn(cert.to_cryptography().subject)
-        reason = _VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
-        wrapped.verify_error = f"{reason} (depth {depth}, DN {subject!r})"
-    return False
+    if not isinstance(conn, _ClientConnection):
+        return bool(ok)
+    if depth == 0:
+        conn.leaf_checked = True
+    if not ok and not (errno == _X509_V_ERR_INVALID_PURPOSE and depth == 0):
+        conn.failures.append((errno, depth, cert))
+    return True
 
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ServerConnectionCreator:
     """
-    Makes one L{SSL.Connection} per client from a shared context: TLS 1.2+,
-    our certificate and key, the CA (and CRL) in the verify store.
+    Makes one L{_ClientConnection} per client from a shared context: TLS
+    1.2, our certificate and key, the CA (and CRL) in the verify store, the
+    client certificate requested and verified but not required.
     """
 
-    def __init__(self, settings: TLSSettings, require_client_cert: bool) -> None:
+    def __init__(self, settings: TLSSettings) -> None:
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         # TLS 1.2 only.  Under TLS 1.3 OpenSSL sends session tickets right
         # after the handshake, and pyOpenSSL cannot turn them off
@@ -242,7 +335,11 @@ class _ServerConnectionCreator:
         # to read TLS confirmation: Resource temporarily unavailable".
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
-        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+        # No renegotiation: the client certificate is judged once, after the
+        # first handshake, and the verify callback accepts everything.
+        ctx.set_options(
+            SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION
+        )
         ctx.use_certificate(settings.cert)
         ctx.use_privatekey(settings.key)
         ctx.check_privatekey()
@@ -253,12 +350,13 @@ class _ServerConnectionCreator:
         if settings.crl is not None:
             store.add_crl(settings.crl)
             store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
-        mode = SSL.VERIFY_PEER
-        if require_client_cert:
-            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-        ctx.set_verify(mode, _verify_callback)
+        # Request a certificate, but without VERIFY_FAIL_IF_NO_PEER_CERT:
+        # a client without one is refused (or let in read-only) after the
+        # handshake, as libvirtd does.
+        ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
         # Client-certificate verification needs a session id context.
         ctx.set_session_id(b"qemud-tls")
+        # No resumption either: a resumed session would skip verification.
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_options(SSL.OP_NO_TICKET)
         self._context = ctx
@@ -267,7 +365,7 @@ class _ServerConnectionCreator:
         """
         @return: a new server-side connection.
         """
-        return SSL.Connection(self._context, None)
+        return _ClientConnection(self._context)
 
 
 @implementer(IHandshakeListener)
@@ -288,8 +386,6 @@ class _ConfirmingProtocol(Protocol):
         self._pending: list[bytes] = []
         self._refused: str | None = None
         self._dn = ""
-        #: Why OpenSSL rejected the client's certificate, if it did.
-        self.verify_error: str | None = None
 
     def _peer(self) -> str:
         addr = self._addr
@@ -322,13 +418,16 @@ class _ConfirmingProtocol(Protocol):
 
     def handshakeCompleted(self) -> None:
         """
-        Check the client certificate (usages, DN allow-list); send
-        C{0x01} and connect the inner protocol, or log and disconnect.
+        Judge the client certificate as libvirtd does: present (unless
+        anonymous read-only access is allowed), verified by OpenSSL against
+        the CA and CRL and in its validity period, usages allowing a TLS
+        client, DN on the allow-list.  Send C{0x01} and connect the inner
+        protocol, or log why and disconnect.
         """
         self._cancelTimer()
         factory = self._factory
         transport: Any = self.transport
-        conn: SSL.Connection = transport.getHandle()
+        conn = transport.getHandle()
         peer_cert = conn.get_peer_certificate(as_cryptography=True)
         readonly = False
         reason: str | None = None
@@ -339,13 +438,17 @@ class _ConfirmingProtocol(Protocol):
                 reason = "no client certificate"
         else:
             self._dn = render_dn(peer_cert.subject)
-            errors, warnings = check_usage(peer_cert, "client", f"of client {self._peer()}")
-            for warning in warnings:
-                self.log.warn("TLS client {peer}: {warning}", peer=self._peer(), warning=warning)
-            if errors:
-                reason = errors[0]
-            elif factory.allowed_dn and not dn_allowed(self._dn, factory.allowed_dn):
-                reason = "Client's Distinguished Name is not on the list of allowed clients"
+            reason = self._verification_failure(conn)
+            if reason is None:
+                errors, warnings = check_usage(peer_cert, "client", f"of client {self._peer()}")
+                for warning in warnings:
+                    self.log.warn(
+                        "TLS client {peer}: {warning}", peer=self._peer(), warning=warning
+                    )
+                if errors:
+                    reason = errors[0]
+                elif factory.allowed_dn and not dn_allowed(self._dn, factory.allowed_dn):
+                    reason = "Client's Distinguished Name is not on the list of allowed clients"
         if reason is not None:
             self._refuse(reason)
             return
@@ -368,6 +471,24 @@ class _ConfirmingProtocol(Protocol):
         pending, self._pending = self._pending, []
         for data in pending:
             inner.dataReceived(data)
+
+    @staticmethod
+    def _verification_failure(conn: SSL.Connection) -> str | None:
+        """
+        @param conn: the connection of a client that sent a certificate.
+        @return: why OpenSSL's verification of it failed (its first
+            objection: later ones tend to be consequences, such as a missing
+            CRL for an unknown issuer), or did not reach the client
+            certificate at all; C{None} if it ran and found nothing wrong.
+        """
+        if not isinstance(conn, _ClientConnection):
+            return "client certificate was not verified"
+        failures = conn.verify_failures()
+        if failures:
+            return failures[0].describe()
+        if not conn.leaf_checked:
+            return "client certificate was not verified"
+        return None
 
     def _refuse(self, reason: str) -> None:
         self._refused = reason
@@ -403,8 +524,28 @@ class _ConfirmingProtocol(Protocol):
             self.log.warn(
                 "TLS client {peer} refused: handshake failed: {why}",
                 peer=self._peer(),
-                why=self.verify_error or reason.getErrorMessage(),
+                why=_describe_failure(reason),
             )
+
+
+def _describe_failure(reason: Failure) -> str:
+    """
+    @return: why a connection ended, as text: for a TLS error the reasons
+        OpenSSL gives (C{wrong version number}, ...) rather than the raw list
+        of C{(library, function, reason)} tuples.
+    """
+    error = reason.value
+    if isinstance(error, SSL.Error) and error.args:
+        details = error.args[0]
+        if isinstance(details, list):
+            texts = [
+                str(item[-1]) for item in details if isinstance(item, tuple) and item and item[-1]
+            ]
+            if texts:
+                return "TLS error: " + "; ".join(texts)
+        if isinstance(error, SSL.SysCallError) and len(error.args) == 2:
+            return f"TLS error: {error.args[1]}"
+    return reason.getErrorMessage()
 
 
 class _ConfirmingFactory(Factory):
@@ -464,14 +605,14 @@ def tls_server_factory(
     @param allowed_dn: globs a client DN must match (libvirt's
         C{tls_allowed_dn_list}); empty allows every verified client.
     @param anonymous_readonly: let clients without a certificate in, with
-        the inner protocol's C{readonly} set; a certificate, if sent, is
-        still verified.
+        the inner protocol's C{readonly} set; a client that sends a
+        certificate must still pass every check.
     @param handshake_timeout: seconds a client has to finish the handshake.
     @return: a factory for L{listen_tls} (or any stream endpoint).
     """
     for warning in settings.warnings:
         _log.warn("TLS set-up: {warning}", warning=warning)
-    creator = _ServerConnectionCreator(settings, require_client_cert=not anonymous_readonly)
+    creator = _ServerConnectionCreator(settings)
     confirming = _ConfirmingFactory(
         inner_factory, reactor, allowed_dn, anonymous_readonly, handshake_timeout
     )

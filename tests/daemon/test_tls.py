@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
@@ -23,10 +25,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
+from qemud.daemon import tls as tls_module
 from qemud.daemon.tls import (
     CONFIRMATION_BYTE,
     TLSConfigError,
+    VerifyFailure,
     client_tls_options,
     load_tls_settings,
     tls_server_factory,
@@ -358,12 +363,20 @@ class _Inner(Protocol):
         self.lost = reason
 
 
+@implementer(IHandshakeListener)
 class _Client(Protocol):
-    """A client that records what the server sends."""
+    """
+    A client that records what the server sends, and whether its TLS
+    handshake completed.
+    """
 
     def __init__(self) -> None:
         self.received = b""
         self.lost: Failure | None = None
+        self.handshake_done = False
+
+    def handshakeCompleted(self) -> None:
+        self.handshake_done = True
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
@@ -421,18 +434,45 @@ class ConfirmationTests(SynchronousTestCase):
         pump.flush()
         return pump, client, server
 
-    def _logged(self, fragment: str) -> bool:
-        return any(
-            fragment in e.get("log_format", "") or fragment in str(e.get("reason", ""))
-            for e in self.events
-        )
+    def refusals(self) -> list[dict[str, Any]]:
+        """@return: the log events of refused clients."""
+        return [e for e in self.events if " refused: " in e.get("log_format", "")]
+
+    def assertRefused(self, client_dir: str | None, reason: str, dn: str, **kwargs: Any) -> str:
+        """
+        Connect with C{client_dir}'s certificate (C{None}: none) and check
+        the client is refused the way libvirtd refuses it: the TLS handshake
+        completes, then the TCP connection closes without the confirmation
+        byte and without a TLS close_notify (so the client sees a non-clean
+        C{ConnectionLost}); no inner protocol is built; exactly one refusal
+        is logged, with the client's address, C{dn} and a reason that starts
+        with C{reason}, in words rather than OpenSSL's error tuples.
+
+        @return: the logged reason.
+        """
+        _, client, _ = self.connect(client_dir, **kwargs)
+        self.assertTrue(client.handshake_done)
+        self.assertEqual(client.received, b"")
+        self.assertEqual(self.inners, [])
+        assert client.lost is not None
+        self.assertIsInstance(client.lost.value, ConnectionLost)
+        refusals = self.refusals()
+        self.assertEqual(len(refusals), 1, refusals)
+        self.assertEqual(refusals[0]["peer"], "127.0.0.1:40000")
+        self.assertEqual(refusals[0]["dn"], dn)
+        logged: str = refusals[0]["reason"]
+        self.assertTrue(logged.startswith(reason), logged)
+        for raw in ("[(", "SSL routines", "X509 verify error"):
+            self.assertNotIn(raw, logged)
+        return logged
 
     def test_accepted(self) -> None:
         """
         A good client gets exactly C{0x01} first, then talks to the inner
-        protocol, which is not read-only.
+        protocol, which is not read-only; nothing is refused.
         """
         pump, client, server = self.connect(self.pki.client_dir)
+        self.assertTrue(client.handshake_done)
         self.assertEqual(client.received, CONFIRMATION_BYTE)
         self.assertEqual(len(self.inners), 1)
         self.assertFalse(self.inners[0].readonly)
@@ -442,6 +482,7 @@ class ConfirmationTests(SynchronousTestCase):
         self.assertEqual(self.inners[0].received, b"hello")
         self.assertEqual(client.received, CONFIRMATION_BYTE + b"hello")
         self.assertIsNone(client.lost)
+        self.assertEqual(self.refusals(), [])
 
     def test_dn_allowed(self) -> None:
         """
@@ -452,28 +493,86 @@ class ConfirmationTests(SynchronousTestCase):
 
     def test_dn_refused(self) -> None:
         """
-        A DN not on the list is refused after the handshake: no C{0x01},
-        no inner protocol, the connection closed, the refusal logged with
-        the DN.
+        A verified certificate whose DN is not on the list is refused after
+        the handshake, the log naming the allow-list and the DN.
         """
-        _, client, _ = self.connect(self.pki.other_dn_client_dir, allowed_dn=["O=Research,*"])
-        self.assertEqual(client.received, b"")
-        self.assertEqual(self.inners, [])
-        self.assertIsNotNone(client.lost)
-        refusals = [
-            e for e in self.events if e.get("dn") == OTHER_DN and "refused" in e["log_format"]
-        ]
-        self.assertEqual(len(refusals), 1)
-        self.assertEqual(refusals[0]["peer"], "127.0.0.1:40000")
+        logged = self.assertRefused(
+            self.pki.other_dn_client_dir,
+            "Client's Distinguished Name is not on the list of allowed clients",
+            OTHER_DN,
+            allowed_dn=["O=Research,*"],
+        )
+        self.assertEqual(
+            logged, "Client's Distinguished Name is not on the list of allowed clients"
+        )
 
     def test_no_certificate(self) -> None:
         """
-        A client without a certificate fails the handshake.
+        A client without a certificate completes the handshake (the server
+        requests one but does not require it) and is then refused, logged
+        as "no client certificate" with an empty DN.
         """
-        _, client, _ = self.connect(None)
-        self.assertEqual(client.received, b"")
-        self.assertEqual(self.inners, [])
-        self.assertIsNotNone(client.lost)
+        logged = self.assertRefused(None, "no client certificate", "")
+        self.assertEqual(logged, "no client certificate")
+
+    def test_revoked(self) -> None:
+        """
+        A certificate listed in the server's CRL is refused after the
+        handshake as "client certificate revoked": the CRL is really checked.
+        """
+        logged = self.assertRefused(
+            self.pki.revoked_client_dir, "client certificate revoked", CLIENT_DN
+        )
+        self.assertEqual(logged, "client certificate revoked")
+
+    def test_other_ca(self) -> None:
+        """
+        A certificate from another CA (with the same DN) is refused after
+        the handshake as not signed by the trusted CA, with OpenSSL's text:
+        the chain is really verified.
+        """
+        logged = self.assertRefused(
+            self.pki.other_ca_client_dir,
+            "client certificate is not signed by the trusted CA",
+            CLIENT_DN,
+        )
+        self.assertEqual(
+            logged,
+            "client certificate is not signed by the trusted CA "
+            "(unable to get local issuer certificate)",
+        )
+
+    def test_expired(self) -> None:
+        """
+        An expired certificate is refused after the handshake as expired:
+        the validity period is really checked.
+        """
+        logged = self.assertRefused(
+            self.pki.expired_client_dir, "client certificate has expired", CLIENT_DN
+        )
+        self.assertEqual(logged, "client certificate has expired")
+
+    def test_bad_certificate_checked_before_dn(self) -> None:
+        """
+        A revoked certificate whose DN is on the allow-list is still
+        refused, for the revocation.
+        """
+        self.assertRefused(
+            self.pki.revoked_client_dir,
+            "client certificate revoked",
+            CLIENT_DN,
+            allowed_dn=[CLIENT_DN],
+        )
+
+    def test_unverified_certificate_refused(self) -> None:
+        """
+        Fail closed: if OpenSSL's verification never reaches the client
+        certificate (here a verify callback that accepts without
+        recording), a certificate, even a good one, is refused as not
+        verified.
+        """
+        self.patch(tls_module, "_verify_callback", lambda conn, cert, errno, depth, ok: True)
+        self.assertRefused(self.pki.client_dir, "client certificate was not verified", CLIENT_DN)
 
     def test_anonymous_readonly(self) -> None:
         """
@@ -486,19 +585,39 @@ class ConfirmationTests(SynchronousTestCase):
         _, client, _ = self.connect(self.pki.client_dir, anonymous_readonly=True)
         self.assertEqual(client.received, CONFIRMATION_BYTE)
         self.assertFalse(self.inners[1].readonly)
+        self.assertEqual(self.refusals(), [])
 
-    def test_revoked_logged(self) -> None:
+    def test_anonymous_readonly_bad_certificates(self) -> None:
         """
-        A revoked client certificate fails verification, and the log says why.
+        C{anonymous_readonly} admits only clients without a certificate: a
+        revoked, foreign or expired certificate is refused, not downgraded
+        to read-only access.
         """
-        _, client, _ = self.connect(self.pki.revoked_client_dir)
-        self.assertEqual(client.received, b"")
-        self.assertIsNotNone(client.lost)
-        whys = [
-            e.get("why", "") for e in self.events if "handshake failed" in e.get("log_format", "")
+        cases = [
+            (self.pki.revoked_client_dir, "client certificate revoked"),
+            (self.pki.other_ca_client_dir, "client certificate is not signed by the trusted CA"),
+            (self.pki.expired_client_dir, "client certificate has expired"),
         ]
+        for client_dir, reason in cases:
+            self.events.clear()
+            self.assertRefused(client_dir, reason, CLIENT_DN, anonymous_readonly=True)
+
+    def test_garbage_logged_in_words(self) -> None:
+        """
+        A client that sends something other than TLS fails the handshake;
+        the log gives OpenSSL's reason as text, not its error tuples.
+        """
+        server_factory = tls_server_factory(self._inner_factory(), self.settings, self.clock)
+        server = server_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40002))
+        transport = iosim.FakeTransport(server, isServer=True)
+        server.makeConnection(transport)
+        server.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+        server.connectionLost(Failure(ConnectionLost()))
+        whys = [e["why"] for e in self.events if "handshake failed" in e.get("log_format", "")]
         self.assertEqual(len(whys), 1)
-        self.assertIn("certificate revoked", whys[0])
+        self.assertTrue(whys[0].startswith("TLS error: "), whys[0])
+        self.assertNotIn("[(", whys[0])
+        self.assertEqual(self.inners, [])
 
     def test_handshake_timeout(self) -> None:
         """
@@ -527,3 +646,50 @@ class ConfirmationTests(SynchronousTestCase):
         pump.flush()
         self.assertIsNone(client.lost)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class VerifyFailureTests(SynchronousTestCase):
+    """
+    L{VerifyFailure.describe} turns OpenSSL's verify error codes into words.
+    """
+
+    def test_leaf(self) -> None:
+        """
+        For the client certificate itself the sentence says what is wrong,
+        with OpenSSL's text in brackets when it says something else.
+        """
+        self.assertEqual(VerifyFailure(23, 0, CLIENT_DN).describe(), "client certificate revoked")
+        self.assertEqual(
+            VerifyFailure(10, 0, CLIENT_DN).describe(), "client certificate has expired"
+        )
+        self.assertEqual(
+            VerifyFailure(9, 0, CLIENT_DN).describe(), "client certificate is not yet valid"
+        )
+        self.assertEqual(
+            VerifyFailure(20, 0, CLIENT_DN).describe(),
+            "client certificate is not signed by the trusted CA "
+            "(unable to get local issuer certificate)",
+        )
+        self.assertEqual(
+            VerifyFailure(12, 0, CLIENT_DN).describe(),
+            "client certificate cannot be checked: the revocation list has expired "
+            "(CRL has expired)",
+        )
+
+    def test_chain(self) -> None:
+        """
+        For a certificate higher up the chain, the sentence gives OpenSSL's
+        text, the depth and that certificate's DN.
+        """
+        self.assertEqual(
+            VerifyFailure(10, 1, "CN=qemud test CA").describe(),
+            "client certificate chain: certificate has expired at depth 1 ('CN=qemud test CA')",
+        )
+
+    def test_unknown_code(self) -> None:
+        """
+        A code outside the table still gets OpenSSL's own text and the code.
+        """
+        text = VerifyFailure(43, 0, CLIENT_DN).describe()
+        self.assertTrue(text.startswith("client certificate failed verification ("), text)
+        self.assertIn("X509 verify error 43", text)

@@ -20,11 +20,14 @@ from twisted.internet.endpoints import (
     connectProtocol,
     wrapClientTLS,
 )
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
+from zope.interface import implementer
 
 from qemud.daemon.tls import (
     CONFIRMATION_BYTE,
@@ -58,17 +61,24 @@ class EchoInner(Protocol):
         self.transport.write(data)
 
 
+@implementer(IHandshakeListener)
 class RecordingClient(Protocol):
     """
     A TLS client that records what arrives; C{confirmed} fires on the first
-    byte, C{closed} when the connection goes.
+    byte, C{closed} when the connection goes (C{lost} is then why);
+    C{handshake_done} says whether its TLS handshake completed.
     """
 
     def __init__(self) -> None:
         self.received = b""
         self.confirmed: Deferred[bytes] = Deferred()
         self.closed: Deferred[None] = Deferred()
+        self.lost: Failure | None = None
+        self.handshake_done = False
         self._waiting: tuple[int, Deferred[bytes]] | None = None
+
+    def handshakeCompleted(self) -> None:
+        self.handshake_done = True
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
@@ -89,6 +99,7 @@ class RecordingClient(Protocol):
         return d.addTimeout(TIMEOUT, reactor)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        self.lost = reason
         if not self.confirmed.called:
             self.confirmed.callback(b"")
         self.closed.callback(None)
@@ -138,11 +149,21 @@ class TLSHandshakeTests(TestCase):
 
     @inlineCallbacks
     def assertRefused(self, port: int, client_dir: str | None) -> Any:
+        """
+        Connect with C{client_dir}'s certificate (C{None}: none) and check
+        the refusal is libvirtd's: the TLS handshake completes, then the
+        server closes without the confirmation byte and without a TLS
+        close_notify (a non-clean C{ConnectionLost} for the client), and no
+        inner protocol is built.
+        """
         client = yield self.connect(port, client_dir)
         first = yield client.confirmed.addTimeout(TIMEOUT, reactor)
         self.assertEqual(first, b"")
         yield client.closed.addTimeout(TIMEOUT, reactor)
+        self.assertTrue(client.handshake_done)
         self.assertEqual(client.received, b"")
+        assert client.lost is not None
+        self.assertIsInstance(client.lost.value, ConnectionLost)
         self.assertEqual(EchoInner.instances, [])
 
     @inlineCallbacks
@@ -163,7 +184,7 @@ class TLSHandshakeTests(TestCase):
     @inlineCallbacks
     def test_other_ca(self) -> Any:
         """
-        A client certificate from another CA is refused.
+        A client certificate from another CA is refused after the handshake.
         """
         port = yield self.listen()
         yield self.assertRefused(port, self.pki.other_ca_client_dir)
@@ -171,7 +192,7 @@ class TLSHandshakeTests(TestCase):
     @inlineCallbacks
     def test_no_client_cert(self) -> Any:
         """
-        A client without a certificate is refused.
+        A client without a certificate is refused after the handshake.
         """
         port = yield self.listen()
         yield self.assertRefused(port, None)
@@ -190,6 +211,20 @@ class TLSHandshakeTests(TestCase):
         self.assertTrue(EchoInner.instances[0].readonly)
 
     @inlineCallbacks
+    def test_anonymous_readonly_bad_certificates(self) -> Any:
+        """
+        With C{anonymous_readonly}, a revoked, foreign or expired client
+        certificate is still refused, not let in read-only.
+        """
+        port = yield self.listen(anonymous_readonly=True)
+        for client_dir in (
+            self.pki.revoked_client_dir,
+            self.pki.other_ca_client_dir,
+            self.pki.expired_client_dir,
+        ):
+            yield self.assertRefused(port, client_dir)
+
+    @inlineCallbacks
     def test_dn_not_allowed(self) -> Any:
         """
         A verified client whose DN matches no glob is refused after the
@@ -204,7 +239,7 @@ class TLSHandshakeTests(TestCase):
     @inlineCallbacks
     def test_expired(self) -> Any:
         """
-        An expired client certificate is refused.
+        An expired client certificate is refused after the handshake.
         """
         port = yield self.listen()
         yield self.assertRefused(port, self.pki.expired_client_dir)
@@ -212,7 +247,8 @@ class TLSHandshakeTests(TestCase):
     @inlineCallbacks
     def test_revoked(self) -> Any:
         """
-        A client certificate listed in the CRL is refused.
+        A client certificate listed in the CRL is refused after the
+        handshake.
         """
         port = yield self.listen()
         yield self.assertRefused(port, self.pki.revoked_client_dir)
@@ -355,6 +391,29 @@ class VirshTLSTests(TestCase):
         result = yield _run_virsh(uri, "version")
         self.assertEqual(result.returncode, 1)
         self.assertIn("Unable to read TLS confirmation", result.stderr)
+        self.assertEqual(EchoInner.instances, [])
+
+    @inlineCallbacks
+    def test_virsh_bad_certificate_refused_after_handshake(self) -> Any:
+        """
+        virsh with a revoked certificate, and virsh with none, ten times
+        each, is always refused as libvirtd refuses it: exit status 1 and
+        exactly the two lines of tls-no-client-cert.txt ("Unable to read
+        TLS confirmation"), never a TLS alert during the handshake nor
+        death by SIGPIPE with no message.
+        """
+        port = yield self.listen(Factory.forProtocol(EchoInner), self.pki.server_dir)
+        expected = (
+            "error: failed to connect to the hypervisor\n"
+            "error: Unable to read TLS confirmation: Input/output error\n"
+        )
+        for client_dir in (self.pki.revoked_client_dir, self.pki.anonymous_client_dir):
+            uri = f"qemu+tls://localhost:{port}/system?pkipath={client_dir}"
+            for _ in range(10):
+                result = yield _run_virsh(uri, "list", "--all")
+                self.assertEqual(
+                    (result.returncode, result.stdout, result.stderr), (1, "", expected)
+                )
         self.assertEqual(EchoInner.instances, [])
 
     @inlineCallbacks
