@@ -21,6 +21,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -37,6 +38,8 @@ from qemud.daemon.protocol import ClientTracker, RPCServerFactory
 
 # Seconds a stopping daemon waits for calls in flight (a guest start, a save).
 DRAIN_TIMEOUT = 30.0
+# Seconds without a new call after which a stopping daemon closes its clients.
+QUIET_PERIOD = 0.2
 
 
 class Options(usage.Options):
@@ -183,16 +186,31 @@ class _Signals(Service):
 
     def stopService(self) -> Deferred[None]:
         """
-        Fire once every call in flight is answered, or after the drain
-        timeout; listeners (stopped before this service) accept no new clients.
+        Fire once every call in flight is answered, clients have gone quiet
+        (a client's next call right after a reply, as virsh's lookup after a
+        start, is served too) and every client has been disconnected
+        gracefully; or after the drain timeout.  Listeners (stopped before
+        this service) accept no new clients meanwhile.
         """
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         super().stopService()
         if self._tracker.inflight:
             self.log.info("waiting for {count} calls in flight", count=self._tracker.inflight)
-        drained = self._tracker.when_idle()
+        drained: Deferred[None] = Deferred.fromCoroutine(self._drain())
         drained.addTimeout(self._drain_timeout, self._reactor, onTimeoutCancel=lambda *_: None)
         return drained
+
+    async def _drain(self) -> None:
+        tracker = self._tracker
+        while True:
+            await tracker.when_idle()
+            if not tracker.clients:
+                break
+            calls = tracker.calls
+            await deferLater(self._reactor, QUIET_PERIOD, lambda: None)
+            if tracker.inflight == 0 and tracker.calls == calls:
+                break
+        await tracker.close_all()
 
     def _on_hup(self, signum: int, frame: Any) -> None:
         self.log.info("SIGHUP: re-reading the config directory")

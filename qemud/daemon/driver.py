@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid as uuidlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -29,10 +30,15 @@ from twisted.python.failure import Failure
 from qemud.daemon.node import NodeFacts, NodeInfo
 from qemud.daemon.paths import DaemonPaths
 from qemud.daemon.store import DomainStore
-from qemud.domain.defaults import assign_aliases
+from qemud.domain.defaults import assign_aliases, fill_defaults
 from qemud.domain.model import Disk, Domain, Graphics, Interface
-from qemud.domain.validate import check_name
-from qemud.domain.xml import format_domain_xml, parse_device_xml, parse_domain_xml
+from qemud.domain.validate import check_name, validate_domain
+from qemud.domain.xml import (
+    format_domain_xml,
+    parse_device_xml,
+    parse_domain_xml,
+    read_domain_xml,
+)
 from qemud.errors import (
     DomainExistsError,
     InvalidArgError,
@@ -227,27 +233,55 @@ class DomainObject:
     """
     One domain known to the driver.
 
-    @ivar config: the persistent definition, C{None} for a transient domain.
     @ivar guest: the running (or starting) guest, if any.
-    @ivar live: the running definition (aliases, chosen VNC port).
     @ivar id: the running id, -1 when inactive.
     @ivar autostart: whether the daemon starts it at start-up.
     @ivar shutoff_reason: why it is shut off (libvirt's reason number).
     @ivar attaching: while a restarted daemon re-attaches to its guest, the
         C{(state, reason)} recorded in the status file; C{None} otherwise.
+    @ivar starting: whether its guest is being started (its status file is
+        written once, when the start completes).
+    @ivar on_change: called with the old and the new definition whenever
+        C{config} or C{live} is replaced (the driver indexes definitions).
     """
 
     def __init__(self, uuid: str, name: str, config: Domain | None) -> None:
         self.uuid = uuid
         self.uuid_bytes = uuidlib.UUID(uuid).bytes
         self.name = name
-        self.config = config
+        self.on_change: Callable[[Domain | None, Domain | None], None] = _nothing
+        self._config = config
+        self._live: Domain | None = None
         self.guest: Guest | None = None
-        self.live: Domain | None = None
         self.id = -1
         self.autostart = False
         self.shutoff_reason: int = ShutoffReason.UNKNOWN
         self.attaching: tuple[int, int] | None = None
+        self.starting = False
+
+    @property
+    def config(self) -> Domain | None:
+        """
+        @return: the persistent definition, C{None} for a transient domain.
+        """
+        return self._config
+
+    @config.setter
+    def config(self, value: Domain | None) -> None:
+        old, self._config = self._config, value
+        self.on_change(old, value)
+
+    @property
+    def live(self) -> Domain | None:
+        """
+        @return: the running definition, C{None} when inactive.
+        """
+        return self._live
+
+    @live.setter
+    def live(self, value: Domain | None) -> None:
+        old, self._live = self._live, value
+        self.on_change(old, value)
 
     @property
     def persistent(self) -> bool:
@@ -328,6 +362,7 @@ class DomainDriver:
         self._by_id: dict[int, DomainObject] = {}
         self._ids = itertools.count(1)
         self._listeners: list[Callable[[DomainEvent], None]] = []
+        self._mac_count: Counter[str] = Counter()
 
     # -- events ---------------------------------------------------------------
 
@@ -358,11 +393,17 @@ class DomainDriver:
     # -- registry -------------------------------------------------------------
 
     def _add(self, obj: DomainObject) -> None:
+        obj.on_change = self._index_macs
+        self._index_macs(None, obj.config)
+        self._index_macs(None, obj.live)
         self._by_uuid[obj.uuid] = obj
         self._by_uuid_bytes[obj.uuid_bytes] = obj
         self._by_name[obj.name] = obj
 
     def _remove(self, obj: DomainObject) -> None:
+        obj.on_change = _nothing
+        self._index_macs(obj.config, None)
+        self._index_macs(obj.live, None)
         self._by_uuid.pop(obj.uuid, None)
         self._by_uuid_bytes.pop(obj.uuid_bytes, None)
         self._by_name.pop(obj.name, None)
@@ -384,12 +425,24 @@ class DomainDriver:
             raise OperationInvalidError("domain is not running")
         return obj, obj.guest
 
-    def _macs(self, exclude: str | None = None) -> frozenset[str]:
-        return frozenset(
-            iface.mac
-            for obj in self._by_uuid.values() if obj.uuid != exclude
-            for iface in obj.definition.devices.interfaces
-        )
+    def _macs(self) -> frozenset[str]:
+        """
+        @return: the MAC of every interface of every domain (config and live).
+        """
+        return frozenset(self._mac_count)
+
+    def _index_macs(self, old: Domain | None, new: Domain | None) -> None:
+        """
+        Keep the count of MACs in use current when a definition changes.
+        """
+        if old is not None:
+            for iface in old.devices.interfaces:
+                self._mac_count[iface.mac] -= 1
+                if not self._mac_count[iface.mac]:
+                    del self._mac_count[iface.mac]
+        if new is not None:
+            for iface in new.devices.interfaces:
+                self._mac_count[iface.mac] += 1
 
     # -- queries --------------------------------------------------------------
 
@@ -398,33 +451,15 @@ class DomainDriver:
         @param flags: libvirt's C{virConnectListAllDomainsFlags}; 0 lists all.
         @return: the matching domains.
         """
-        return [obj.ref for obj in self._by_uuid.values() if self._matches(obj, flags)]
-
-    def _matches(self, obj: DomainObject, flags: int) -> bool:
-        def pair(yes: int, no: int, value: bool) -> bool:
-            if flags & (yes | no) in (0, yes | no):
-                return True
-            return bool(flags & yes) == value
-
-        if not pair(LIST_ACTIVE, LIST_INACTIVE, obj.active):
-            return False
-        if not pair(LIST_PERSISTENT, LIST_TRANSIENT, obj.persistent):
-            return False
-        if not pair(LIST_MANAGEDSAVE, LIST_NO_MANAGEDSAVE, self._has_managed_save(obj)):
-            return False
-        if not pair(LIST_AUTOSTART, LIST_NO_AUTOSTART, obj.autostart):
-            return False
-        if not pair(LIST_HAS_SNAPSHOT, LIST_NO_SNAPSHOT, False):
-            return False
-        if not pair(LIST_HAS_CHECKPOINT, LIST_NO_CHECKPOINT, False):
-            return False
-        state_flags = flags & (LIST_RUNNING | LIST_PAUSED | LIST_SHUTOFF | LIST_OTHER)
-        if state_flags:
-            state = DomainState(obj.state()[0])
-            kind = {DomainState.RUNNING: LIST_RUNNING, DomainState.PAUSED: LIST_PAUSED,
-                    DomainState.SHUTOFF: LIST_SHUTOFF}.get(state, LIST_OTHER)
-            return bool(state_flags & kind)
-        return True
+        objs = self._by_uuid.values()
+        # Only the filters the flags ask for are evaluated (C{virsh list
+        # --all} asks none): listing 1000 domains must not touch the disk.
+        wanted = [(bool(flags & yes), test) for yes, no, test in _LIST_FILTERS
+                  if flags & (yes | no) not in (0, yes | no)]
+        states = flags & (LIST_RUNNING | LIST_PAUSED | LIST_SHUTOFF | LIST_OTHER)
+        return [obj.ref for obj in objs
+                if all(test(self, obj) == want for want, test in wanted)
+                and (not states or states & _state_flag(obj.state()[0]))]
 
     def lookup_by_name(self, name: str) -> DomainRef:
         """
@@ -615,7 +650,11 @@ class DomainDriver:
     # -- define / undefine ----------------------------------------------------
 
     def _parse(self, xml: str, warnings: list[str]) -> Domain:
-        domain = parse_domain_xml(xml, existing_macs=self._macs(), warnings=warnings)
+        domain = read_domain_xml(xml, warnings=warnings)
+        # The host's MACs are gathered only when one must be generated.
+        needs_mac = any(not iface.mac for iface in domain.devices.interfaces)
+        domain = fill_defaults(domain, existing_macs=self._macs() if needs_mac else frozenset())
+        validate_domain(domain)
         binary = find_emulator(domain)
         caps = self._caps.get(binary)
         os_ = replace(domain.os, arch=domain.os.arch or caps.arch,
@@ -752,7 +791,6 @@ class DomainDriver:
             domain_dir = self.paths.domain_dir(obj.name)
             os.makedirs(domain_dir, mode=0o700, exist_ok=True)
 
-
             def launch(fd: int) -> Launch:
                 recipe = build_argv(live, caps, LaunchPaths(qmp_fd=fd, domain_dir=domain_dir))
                 return recipe if incoming_fd is None else _with_incoming(recipe)
@@ -772,6 +810,7 @@ class DomainDriver:
         obj.guest, obj.live, obj.id = guest, live, domain_id
         self._by_id[domain_id] = obj
         guest.add_listener(lambda event: self._on_guest_event(obj, guest, event))
+        obj.starting = True
         try:
             if incoming_fd is None:
                 await guest.start(paused=paused)
@@ -784,6 +823,8 @@ class DomainDriver:
                                and reason != ShutoffReason.UNKNOWN else ShutoffReason.FAILED)
             self._release_ports(ports)
             raise
+        finally:
+            obj.starting = False
         guest.when_exited().addBoth(self._on_guest_exit, obj, guest, ports)
         obj.live = guest.live_domain
         self._save_status(obj, guest)
@@ -829,7 +870,7 @@ class DomainDriver:
         if event.kind == "lifecycle" and event.event == LifecycleEvent.STOPPED:
             # The guest is gone: update the registry before clients hear of it.
             self._forget_guest(obj, guest, guest.state[1])
-        elif obj.live is not None and event.kind in (
+        elif obj.live is not None and not obj.starting and event.kind in (
                 "lifecycle", "device-added", "device-removed", "tray-change"):
             # Pause/resume, devices, media: keep the live XML and status file current.
             obj.live = guest.live_domain
@@ -1383,7 +1424,8 @@ class DomainDriver:
         if refs:
             objs = [self._get(u) for u in refs]
         else:
-            objs = [o for o in self._by_uuid.values() if self._matches(o, flags & 0xFFFF)]
+            wanted = {ref.uuid for ref in self.list_domains(flags & 0xFFFF)}
+            objs = [o for o in self._by_uuid.values() if o.uuid_bytes in wanted]
         return ensureDeferred(self._collect_stats(objs, groups))
 
     async def _collect_stats(self, objs: list[DomainObject],
@@ -1452,3 +1494,22 @@ class DomainDriver:
         """
         check_name(name)
 
+
+def _state_flag(state: int) -> int:
+    return {DomainState.RUNNING: LIST_RUNNING, DomainState.PAUSED: LIST_PAUSED,
+            DomainState.SHUTOFF: LIST_SHUTOFF}.get(DomainState(state), LIST_OTHER)
+
+
+# (flag for "yes", flag for "no", the test) of each C{virConnectListAllDomains} filter pair.
+_LIST_FILTERS: tuple[tuple[int, int, Callable[[DomainDriver, DomainObject], bool]], ...] = (
+    (LIST_ACTIVE, LIST_INACTIVE, lambda driver, obj: obj.active),
+    (LIST_PERSISTENT, LIST_TRANSIENT, lambda driver, obj: obj.persistent),
+    (LIST_MANAGEDSAVE, LIST_NO_MANAGEDSAVE, lambda driver, obj: driver._has_managed_save(obj)),
+    (LIST_AUTOSTART, LIST_NO_AUTOSTART, lambda driver, obj: obj.autostart),
+    (LIST_HAS_SNAPSHOT, LIST_NO_SNAPSHOT, lambda driver, obj: False),
+    (LIST_HAS_CHECKPOINT, LIST_NO_CHECKPOINT, lambda driver, obj: False),
+)
+
+
+def _nothing(old: Domain | None, new: Domain | None) -> None:
+    """The C{on_change} of a domain no driver indexes."""

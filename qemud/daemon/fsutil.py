@@ -66,9 +66,9 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: str, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
     """
-    Replace the contents of C{path} with C{data}, atomically and durably.
+    Replace the contents of C{path} with C{data}, atomically (and durably).
 
     On any failure (ENOSPC, EIO, EACCES, ...) the temporary file is removed,
     the old file is left untouched, and a L{HostSystemError} names the path
@@ -78,6 +78,9 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     @param path: the file to write; its directory must exist.
     @param data: the complete new contents.
     @param mode: permission bits of the new file (exact: umask is ignored).
+    @param durable: fsync the file and its directory, so that the new
+        contents survive a power loss; without it the write still survives a
+        crash of the process (readers see the old or the new file).
     @raise HostSystemError: when the file could not be written.
     """
     tmp = temp_name(path)
@@ -92,7 +95,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -102,7 +106,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    fsync_directory(os.path.dirname(path))
+    if durable:
+        fsync_directory(os.path.dirname(path))
 
 
 def _unlink_quietly(path: str) -> None:

@@ -10,6 +10,7 @@ listeners on IPv4 or IPv6 literal addresses.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from twisted.internet.endpoints import (
@@ -88,8 +89,9 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
                 f"host {host!r} in {text!r} is not an IPv4/IPv6 address or 'localhost'"
             ) from None
     port = default_port
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if port_text or text.endswith(":"):
+        # ASCII digits only: str.isdigit() also accepts "²" or "٣".
+        if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 0 < int(port_text) < 65536:
             raise AddressError(f"port {port_text!r} in {text!r} is not a number from 1 to 65535")
         port = int(port_text)
     return HostPort("127.0.0.1" if host == "localhost" else host, port)

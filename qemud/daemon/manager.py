@@ -7,6 +7,7 @@ guests when the daemon stops (they keep running, as with libvirtd).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import Service
@@ -29,7 +30,8 @@ def build_driver(reactor: Any, paths: DaemonPaths, *, session: bool) -> DomainDr
     and VNC port allocator for the given layout.
     """
     store = DomainStore(paths.config_dir, paths.status_dir, paths.autostart_dir)
-    return DomainDriver(reactor, paths, store, CapsCache(), NodeFacts(), VncPortAllocator(),
+    caps = CapsCache(cache_dir=os.path.join(paths.cache_dir, "capabilities"))
+    return DomainDriver(reactor, paths, store, caps, NodeFacts(), VncPortAllocator(),
                         session=session)
 
 

@@ -33,6 +33,7 @@ class DaemonPaths:
     @ivar log_dir: guest logs (C{NAME.log}: QEMU's stdout and stderr).
     @ivar lib_dir: per-guest home directories and other guest data.
     @ivar save_dir: managed-save images (C{NAME.save}).
+    @ivar cache_dir: what can be recomputed (QEMU capability probes).
     """
 
     config_dir: str
@@ -44,6 +45,7 @@ class DaemonPaths:
     log_dir: str
     lib_dir: str
     save_dir: str
+    cache_dir: str
 
     @classmethod
     def system(cls, root: str = "/") -> DaemonPaths:
@@ -68,6 +70,7 @@ class DaemonPaths:
             log_dir=at("var", "log", "qemud", "qemu"),
             lib_dir=lib,
             save_dir=os.path.join(lib, "save"),
+            cache_dir=at("var", "cache", "qemud"),
         )
 
     @classmethod
@@ -81,6 +84,7 @@ class DaemonPaths:
         home = env.get("HOME") or os.path.expanduser("~")
         config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
         state_home = env.get("XDG_STATE_HOME") or os.path.join(home, ".local", "state")
+        cache_home = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
         runtime = env.get("XDG_RUNTIME_DIR")
         if runtime:
             run = os.path.join(runtime, "qemud")
@@ -100,6 +104,7 @@ class DaemonPaths:
             log_dir=os.path.join(state_home, "qemud", "log"),
             lib_dir=lib,
             save_dir=os.path.join(lib, "save"),
+            cache_dir=os.path.join(cache_home, "qemud"),
         )
 
     def domain_dir(self, name: str) -> str:
@@ -131,9 +136,14 @@ class DaemonPaths:
     def create_dirs(self) -> None:
         """
         Create every directory of the layout that does not exist yet, private
-        (0700) except the socket directory, which clients must traverse.
+        (0700) except the socket directory, which clients must traverse
+        (0755).  Modes are set explicitly: twistd runs with umask 077 when it
+        daemonizes.
         """
+        os.makedirs(self.run_dir, exist_ok=True)
+        os.chmod(self.run_dir, 0o755)
         for path in (self.config_dir, self.autostart_dir, self.status_dir, self.log_dir,
-                     self.lib_dir, self.save_dir, os.path.join(self.run_dir, "qmp")):
+                     self.lib_dir, self.save_dir, self.cache_dir,
+                     os.path.join(self.run_dir, "qmp")):
             os.makedirs(path, mode=0o700, exist_ok=True)
-        os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
+            os.chmod(path, 0o700)

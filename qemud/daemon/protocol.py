@@ -128,7 +128,7 @@ class RPCServerProtocol(Protocol):
                           clients=tracker.clients, peer=self._peer())
             self._transport.loseConnection()
             return
-        tracker.clients += 1
+        tracker.connected(self)
         self._counted = True
         self._connected = True
         self._last_rx = self._clock.seconds()
@@ -146,7 +146,7 @@ class RPCServerProtocol(Protocol):
         self._legacy.clear()
         self._update_subscription()
         if self._counted:
-            self.factory.tracker.clients -= 1
+            self.factory.tracker.disconnected(self)
             self._counted = False
         if was_connected:
             self.log.debug("Client disconnected: {peer} ({reason})", peer=self._peer(),
@@ -219,6 +219,7 @@ class RPCServerProtocol(Protocol):
     # -- calls ---------------------------------------------------------------
 
     def _dispatch(self, header: Header, payload: bytes) -> None:
+        self.factory.tracker.calls += 1
         prog, vers, proc = header.prog, header.vers, header.proc
         if prog != remote.REMOTE_PROGRAM or vers != remote.PROTOCOL_VERSION:
             self._send_error(header, self._foreign_program(prog, vers, proc))
@@ -450,13 +451,52 @@ class ClientTracker:
     @ivar max_clients: connections beyond this many are closed at once.
     @ivar clients: connections currently open.
     @ivar inflight: calls whose reply has not been sent yet.
+    @ivar calls: calls received so far (a daemon stopping waits until
+        clients have gone quiet).
     """
 
     def __init__(self, max_clients: int = 5000) -> None:
         self.max_clients = max_clients
-        self.clients = 0
         self.inflight = 0
+        self.calls = 0
         self._idle: list[Deferred[None]] = []
+        self._open: set[RPCServerProtocol] = set()
+        self._all_gone: list[Deferred[None]] = []
+
+    @property
+    def clients(self) -> int:
+        """
+        @return: how many connections are open.
+        """
+        return len(self._open)
+
+    def connected(self, protocol: RPCServerProtocol) -> None:
+        """A client was admitted."""
+        self._open.add(protocol)
+
+    def disconnected(self, protocol: RPCServerProtocol) -> None:
+        """An admitted client is gone."""
+        self._open.discard(protocol)
+        if not self._open:
+            waiters, self._all_gone = self._all_gone, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def close_all(self) -> Deferred[None]:
+        """
+        Close every connection gracefully (replies already written are sent
+        first).
+
+        @return: a Deferred firing once every connection is gone.
+        """
+        if not self._open:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._all_gone.append(d)
+        for protocol in list(self._open):
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
+        return d
 
     def call_started(self) -> None:
         """A call is being processed."""

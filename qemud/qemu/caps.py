@@ -21,6 +21,8 @@ runs a domain) and L{capabilities_xml} (C{virsh capabilities}).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -29,7 +31,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import xmltodict
@@ -533,19 +535,29 @@ def kvm_problem(binary: str, arch: str, accelerators: Iterable[str], *,
     return None
 
 
+# Bump when what a probe records changes, so that cached probes are redone.
+CAPS_CACHE_FORMAT = 1
+
+
 class CapsCache:
     """
-    Probe each binary once; probe again when the file changes (mtime).
+    Probe each binary once; probe again when the file changes.
+
+    With a C{cache_dir} (libvirt keeps one too), probe results survive a
+    daemon restart: a restarted daemon does not run QEMU seven times before
+    it can answer.  Whether KVM is usable is checked afresh on every load.
 
     @ivar probe_seconds: how long each probe took, by binary path.
     """
 
-    def __init__(self, *, kvm_device: str = "/dev/kvm") -> None:
+    def __init__(self, *, kvm_device: str = "/dev/kvm", cache_dir: str | None = None) -> None:
         """
         @param kvm_device: the KVM device node the probes try.
+        @param cache_dir: where probe results are kept between runs.
         """
         self._kvm_device = kvm_device
-        self._entries: dict[str, tuple[int, QemuCaps]] = {}
+        self._cache_dir = cache_dir
+        self._entries: dict[str, tuple[tuple[int, int, int], QemuCaps]] = {}
         self.probe_seconds: dict[str, float] = {}
 
     def get(self, binary: str) -> QemuCaps:
@@ -556,18 +568,61 @@ class CapsCache:
         @raise HostSystemError: it cannot be probed.
         """
         try:
-            mtime = os.stat(binary).st_mtime_ns
+            st = os.stat(binary)
         except OSError as err:
             raise ConfigUnsupportedError(
                 f"Cannot check QEMU binary {binary}: {err.strerror}") from err
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
         cached = self._entries.get(binary)
-        if cached is not None and cached[0] == mtime:
+        if cached is not None and cached[0] == key:
             return cached[1]
-        started = time.monotonic()
-        caps = probe(binary, kvm_device=self._kvm_device)
-        self.probe_seconds[binary] = time.monotonic() - started
-        self._entries[binary] = (mtime, caps)
+        caps = self._load(binary, key)
+        if caps is None:
+            started = time.monotonic()
+            caps = probe(binary, kvm_device=self._kvm_device)
+            self.probe_seconds[binary] = time.monotonic() - started
+            self._save(binary, key, caps)
+        self._entries[binary] = (key, caps)
         return caps
+
+    def _cache_file(self, binary: str) -> str | None:
+        if self._cache_dir is None:
+            return None
+        name = hashlib.sha256(binary.encode()).hexdigest()[:32]
+        return os.path.join(self._cache_dir, name + ".json")
+
+    def _load(self, binary: str, key: tuple[int, int, int]) -> QemuCaps | None:
+        path = self._cache_file(binary)
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            if (record.get("format") != CAPS_CACHE_FORMAT or record.get("binary") != binary
+                    or tuple(record.get("key", ())) != key):
+                return None
+            caps = QemuCaps.from_dict(record["caps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return replace(caps, kvm_problem=kvm_problem(
+            binary, caps.arch, caps.accelerators, kvm_device=self._kvm_device))
+
+    def _save(self, binary: str, key: tuple[int, int, int], caps: QemuCaps) -> None:
+        path = self._cache_file(binary)
+        if path is None:
+            return
+        record = {"format": CAPS_CACHE_FORMAT, "binary": binary, "key": list(key),
+                  "caps": caps.to_dict()}
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(tmp, path)
+        except OSError:
+            # Best effort: without the file the next start probes again.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def forget(self, binary: str) -> None:
         """

@@ -155,6 +155,23 @@ class DomainStoreTests(SynchronousTestCase):
                                  os.path.join(base, "run", "qemu"))
         self.problems: list[tuple[str, str]] = []
 
+
+    def test_configs_are_fsynced_status_files_are_not(self) -> None:
+        """
+        A config must survive a power loss, so its file and directory are
+        fsynced; a status file describes QEMU processes that a power loss
+        ends too, so it is only replaced atomically (no fsync on the
+        reactor's hot path).
+        """
+        synced: list[int] = []
+        real_fsync = os.fsync
+        self.patch(fsutil.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+        self.store.save_config("vm1", "<domain/>")
+        self.assertEqual(len(synced), 2)
+        del synced[:]
+        self.store.save_status("vm1", b"{}")
+        self.assertEqual(synced, [])
+        self.assertEqual(self.store.load_statuses(), [("vm1", b"{}")])
     def report(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
 

@@ -264,17 +264,26 @@ class CLITests(_DaemonTestCase):
         return proc
 
     def read_events(self, proc: subprocess.Popen[str], count: int, timeout: float) -> list[Any]:
+        """
+        @return: up to C{count} JSON events read from C{proc}'s stdout within
+            C{timeout} seconds (raw reads: select() cannot see lines already
+            in a buffered reader).
+        """
         assert proc.stdout is not None
-        events = []
+        fd = proc.stdout.fileno()
+        events: list[Any] = []
+        pending = b""
         deadline = time.monotonic() + timeout
         while len(events) < count and time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
             if not ready:
                 break
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            events.append(json.loads(line))
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            events.extend(json.loads(line) for line in lines if line.strip())
         return events
 
     def test_lifecycle(self) -> None:

@@ -12,9 +12,11 @@ import stat
 import tempfile
 import unittest
 from dataclasses import replace
+from unittest import mock
 
 import xmltodict
 
+import qemud.qemu.caps as caps_module
 from qemud.domain.model import OS, Devices, Domain
 from qemud.errors import ConfigUnsupportedError, InvalidArgError
 from qemud.qemu.caps import (
@@ -233,6 +235,39 @@ class ProbeTests(unittest.TestCase):
         os.utime(self.binary, ns=(1, 1))
         self.assertIsNot(cache.get(self.binary), caps)
         self.assertEqual(self.probes(), 14)
+
+    def test_disk_cache_survives_a_restart(self) -> None:
+        """
+        With a cache directory, a second cache (a restarted daemon) takes the
+        probe from disk without running the binary; a changed binary, or a
+        cache file of another format, is probed again.
+        """
+        cache_dir = os.path.join(self.dir, "cache")
+        first = CapsCache(kvm_device="/nonexistent", cache_dir=cache_dir).get(self.binary)
+        self.assertEqual(self.probes(), 7)
+        again = CapsCache(kvm_device="/nonexistent", cache_dir=cache_dir).get(self.binary)
+        self.assertEqual(self.probes(), 7)
+        self.assertEqual(again, first)
+        os.utime(self.binary, ns=(1, 1))
+        CapsCache(kvm_device="/nonexistent", cache_dir=cache_dir).get(self.binary)
+        self.assertEqual(self.probes(), 14)
+        (name,) = os.listdir(cache_dir)
+        with open(os.path.join(cache_dir, name), "w") as f:
+            f.write('{"format": 0}')
+        CapsCache(kvm_device="/nonexistent", cache_dir=cache_dir).get(self.binary)
+        self.assertEqual(self.probes(), 21)
+
+    def test_disk_cache_rechecks_kvm(self) -> None:
+        """
+        Whether KVM is usable is not taken from the cache: it is checked again
+        when the probe is loaded from disk.
+        """
+        cache_dir = os.path.join(self.dir, "cache")
+        CapsCache(kvm_device="/nonexistent", cache_dir=cache_dir).get(self.binary)
+        with mock.patch.object(caps_module, "kvm_problem", return_value="checked again"):
+            loaded = CapsCache(kvm_device="/dev/null", cache_dir=cache_dir).get(self.binary)
+        self.assertEqual(loaded.kvm_problem, "checked again")
+        self.assertEqual(self.probes(), 7)
 
     def test_missing_binary(self) -> None:
         """A binary that does not exist is refused, named."""
