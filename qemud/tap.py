@@ -73,6 +73,10 @@ class Options(usage.Options):
         ["max-client-requests", None, 64, "Most calls in flight per client.", int],
         ["tls-handshake-timeout", None, 10.0, "Seconds a client has to finish the TLS handshake.",
          float],
+        ["qmp-timeout", None, 60.0,
+         "Seconds QEMU has to answer a monitor command before the call fails.", float],
+        ["kill-timeout", None, 10.0,
+         "Seconds between SIGTERM and SIGKILL when a guest is destroyed.", float],
     ]
 
     def __init__(self) -> None:
@@ -138,6 +142,9 @@ class Options(usage.Options):
                     f"--listen-tcp {address}: plain TCP carries no authentication or "
                     "encryption; use a loopback address, --listen-tls, or add "
                     "--allow-insecure-tcp")
+        for name in ("qmp-timeout", "kill-timeout", "tls-handshake-timeout"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be a positive number of seconds")
         if self["max-clients"] < 1 or self["max-client-requests"] < 1:
             raise usage.UsageError("--max-clients and --max-client-requests must be at least 1")
         for path in self["define"]:
@@ -240,10 +247,12 @@ def makeService(config: Options) -> IService:
     reactor: Any = _reactor
 
     from qemud.daemon.manager import DomainManagerService, build_driver
+    from qemud.qemu.guest import GuestTimeouts
 
     paths = config.paths()
     session = bool(config["session"])
-    driver = build_driver(reactor, paths, session=session)
+    timeouts = GuestTimeouts(command=config["qmp-timeout"], kill=config["kill-timeout"])
+    driver = build_driver(reactor, paths, session=session, timeouts=timeouts)
     root = MultiService()
     manager = DomainManagerService(driver, defines=config["define"],
                                    autostart=not config["no-autostart"])

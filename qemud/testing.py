@@ -66,6 +66,7 @@ class FakeProcEntry:
 
     stat: ProcStat
     cmdline: list[str]
+    environ: dict[str, str] = field(default_factory=dict)
     on_signal: dict[int, str] = field(
         default_factory=lambda: {int(_signal.SIGTERM): "exit", int(_signal.SIGKILL): "exit"}
     )
@@ -131,6 +132,15 @@ class FakeProcFS:
         """@return: the entry's argv, or C{None}."""
         entry = self.entries.get(pid)
         return list(entry.cmdline) if entry is not None else None
+
+    def pids(self) -> list[int]:
+        """@return: every pid."""
+        return list(self.entries)
+
+    def environ(self, pid: int) -> dict[str, str] | None:
+        """@return: the entry's environment, or C{None}."""
+        entry = self.entries.get(pid)
+        return dict(entry.environ) if entry is not None else None
 
     def kill(self, pid: int, signum: int) -> None:
         """
@@ -296,7 +306,7 @@ class FakeProcessReactor(MemoryReactorClock):
             path.decode() if isinstance(path, bytes) else path,
             dict(childFDs or {}),
         )
-        self.procfs.add(self._next_pid, argv)
+        self.procfs.add(self._next_pid, argv).environ = dict(env or {})
         self.spawned.append(proc)
         cast(Any, processProtocol).makeConnection(proc)
         return proc

@@ -318,6 +318,21 @@ class MakeServiceTests(OptionsTestBase):
         manager = self.build("--session", "--no-autostart")[0]
         self.assertFalse(manager._autostart)
 
+    def test_guest_timeouts(self) -> None:
+        """
+        --qmp-timeout and --kill-timeout become the time limits of every
+        guest the driver starts or re-attaches; they must be positive.
+        """
+        manager = self.build("--session", "--qmp-timeout", "5", "--kill-timeout", "2")[0]
+        driver = manager.driver
+        for made in (driver._guest_factory, driver._guest_attach):
+            timeouts = made.keywords["timeouts"]
+            self.assertEqual((timeouts.command, timeouts.kill), (5.0, 2.0))
+        for option in ("--qmp-timeout", "--kill-timeout"):
+            with self.assertRaises(usage.UsageError) as ctx:
+                parse(option, "0")
+            self.assertIn(option, str(ctx.exception))
+
     def test_tls_broken_pki_dir_exits_1(self) -> None:
         """
         --listen-tls with a pki dir lacking the files exits with status 1 and

@@ -15,8 +15,10 @@ have a status file so that a restarted daemon re-attaches to them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -59,11 +61,20 @@ from qemud.qemu.caps import (
     host_arch,
     installed_emulators,
 )
-from qemud.qemu.guest import Guest, GuestEvent, GuestExit, GuestPaths, GuestStatus
+from qemud.qemu.guest import (
+    Guest,
+    GuestEvent,
+    GuestExit,
+    GuestPaths,
+    GuestStatus,
+    find_unrecorded,
+)
+from qemud.qemu.process import ProcFS, ProcReader
 from qemud.qemu.states import (
     DefinedDetail,
     DomainState,
     LifecycleEvent,
+    PausedReason,
     ShutoffReason,
     UndefinedDetail,
 )
@@ -346,7 +357,11 @@ class DomainDriver:
         session: bool,
         guest_factory: Callable[..., Guest] = Guest,
         guest_attach: Callable[..., Deferred[Guest]] = Guest.attach,
+        procfs: ProcReader | None = None,
     ) -> None:
+        """
+        @param procfs: where processes are looked up (tests: a fake C{/proc}).
+        """
         self._reactor = reactor
         self.paths = paths
         self._store = store
@@ -356,6 +371,7 @@ class DomainDriver:
         self._session = session
         self._guest_factory = guest_factory
         self._guest_attach = guest_attach
+        self._procfs: ProcReader = procfs if procfs is not None else ProcFS()
         self._by_uuid: dict[str, DomainObject] = {}
         self._by_uuid_bytes: dict[bytes, DomainObject] = {}
         self._by_name: dict[str, DomainObject] = {}
@@ -811,11 +827,24 @@ class DomainDriver:
         self._by_id[domain_id] = obj
         guest.add_listener(lambda event: self._on_guest_event(obj, guest, event))
         obj.starting = True
+        # Recorded before QEMU is spawned (pid unknown) and again as soon as it
+        # runs: a daemon killed before the start completes finds the process
+        # and stops it (see _reattach).
+        self._store.save_status(obj.name, GuestStatus(
+            name=obj.name, live_xml=format_domain_xml(live, inactive=False, secure=False,
+                                                      domain_id=domain_id),
+            pid=0, start_time=0, qmp_path=guest.paths.qmp_path, log_path=guest.paths.log_path,
+            domain_dir=guest.paths.domain_dir, started_at=0.0, state=DomainState.PAUSED,
+            reason=PausedReason.STARTING_UP, domain_id=domain_id).to_document().encode())
+
+        def spawned() -> None:
+            self._save_status(obj, guest)
+
         try:
             if incoming_fd is None:
-                await guest.start(paused=paused)
+                await guest.start(paused=paused, on_spawned=spawned)
             else:
-                await guest.start(paused=paused, incoming_fd=incoming_fd)
+                await guest.start(paused=paused, incoming_fd=incoming_fd, on_spawned=spawned)
         except BaseException:
             # A destroy during the start leaves the guest's own reason.
             state, reason = guest.state
@@ -981,6 +1010,9 @@ class DomainDriver:
             self.log.error("dropping unreadable status of {name}: {error}", name=name, error=e)
             self._store.remove_status(name)
             return
+        if status.pid == 0:
+            self._stop_unrecorded(name, live, status)
+            return
         # Shown running from the status file at once (as libvirtd does), so
         # that clients never see a running guest as shut off meanwhile.
         obj = self._by_name.get(name)
@@ -997,18 +1029,24 @@ class DomainDriver:
         ports = [g.port for g in live.devices.graphics if g.type == "vnc" and g.autoport]
         for port in ports:
             self._vnc_ports.reserve(port)
+        # A start the previous daemon did not finish (it records QEMU as soon
+        # as it runs): stop that QEMU, as libvirt ends an interrupted start job.
+        interrupted = (status.state, status.reason) == (DomainState.PAUSED,
+                                                        PausedReason.STARTING_UP)
         try:
             guest = await self._guest_attach(self._reactor, live, status)
         except Exception as e:
             self.log.warn("guest {name} is gone ({error}); marking it shut off", name=name,
                           error=e)
-            self._release_ports(ports)
-            self._store.remove_status(name)
-            self._by_id.pop(domain_id, None)
-            obj.live, obj.id, obj.attaching = None, -1, None
-            obj.shutoff_reason = ShutoffReason.CRASHED
-            if not obj.persistent:
-                self._remove(obj)
+            self._drop_reattached(obj, domain_id, ports, ShutoffReason.CRASHED)
+            return
+        if interrupted:
+            self.log.warn("the start of {name} was interrupted by a daemon stop; "
+                          "stopping its QEMU (pid {pid})", name=name, pid=guest.pid)
+            try:
+                await guest.destroy()
+            finally:
+                self._drop_reattached(obj, domain_id, ports, ShutoffReason.FAILED)
             return
         obj.guest, obj.live, obj.attaching = guest, guest.live_domain, None
         guest.add_listener(lambda event: self._on_guest_event(obj, guest, event))
@@ -1016,6 +1054,36 @@ class DomainDriver:
         if domain_id != status.domain_id:
             self._save_status(obj, guest)
         self.log.info("re-attached to guest {name} pid {pid}", name=name, pid=guest.pid)
+
+    def _stop_unrecorded(self, name: str, live: Domain, status: GuestStatus) -> None:
+        """
+        The previous daemon stopped between writing a starting status and
+        recording QEMU's pid: kill any QEMU it spawned for the domain (it
+        never got past its launch) and mark the domain shut off/failed.
+        """
+        for pid in find_unrecorded(self._procfs, live.uuid, status.domain_dir):
+            self.log.warn("the start of {name} was interrupted by a daemon stop; "
+                          "killing its QEMU (pid {pid})", name=name, pid=pid)
+            with contextlib.suppress(ProcessLookupError):
+                self._procfs.kill(pid, signal.SIGKILL)
+        self._store.remove_status(name)
+        obj = self._by_name.get(name)
+        if obj is not None:
+            obj.shutoff_reason = ShutoffReason.FAILED
+
+    def _drop_reattached(self, obj: DomainObject, domain_id: int, ports: list[int],
+                         reason: int) -> None:
+        """
+        A guest found in a status file is not (or no longer) running: the
+        domain is shut off with C{reason}, or forgotten when transient.
+        """
+        self._release_ports(ports)
+        self._store.remove_status(obj.name)
+        self._by_id.pop(domain_id, None)
+        obj.live, obj.id, obj.attaching = None, -1, None
+        obj.shutoff_reason = reason
+        if not obj.persistent:
+            self._remove(obj)
 
     def autostart_all(self) -> Deferred[None]:
         """

@@ -8,6 +8,7 @@ guests when the daemon stops (they keep running, as with libvirtd).
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 from twisted.application.service import Service
@@ -21,18 +22,24 @@ from qemud.daemon.store import DomainStore
 from qemud.domain.xml import parse_domain_xml
 from qemud.errors import QemudError
 from qemud.qemu.caps import CapsCache
+from qemud.qemu.guest import Guest, GuestTimeouts
 from qemud.qemu.vnc import VncPortAllocator
 
 
-def build_driver(reactor: Any, paths: DaemonPaths, *, session: bool) -> DomainDriver:
+def build_driver(reactor: Any, paths: DaemonPaths, *, session: bool,
+                 timeouts: GuestTimeouts | None = None) -> DomainDriver:
     """
     Assemble a L{DomainDriver} with its store, capability cache, host facts
     and VNC port allocator for the given layout.
+
+    @param timeouts: the guests' time limits (QMP commands, the kill timer).
     """
     store = DomainStore(paths.config_dir, paths.status_dir, paths.autostart_dir)
     caps = CapsCache(cache_dir=os.path.join(paths.cache_dir, "capabilities"))
+    limits = timeouts or GuestTimeouts()
     return DomainDriver(reactor, paths, store, caps, NodeFacts(), VncPortAllocator(),
-                        session=session)
+                        session=session, guest_factory=partial(Guest, timeouts=limits),
+                        guest_attach=partial(Guest.attach, timeouts=limits))
 
 
 class DomainManagerService(Service):

@@ -306,6 +306,30 @@ class GuestStatus:
         return GuestPaths(self.domain_dir, self.qmp_path, self.log_path)
 
 
+def find_unrecorded(procfs: ProcReader, uuid: str, domain_dir: str) -> list[int]:
+    """
+    Find QEMU processes of a guest whose pid was never recorded (a daemon
+    killed between spawning QEMU and writing its status).
+
+    @param uuid: the domain's UUID (on QEMU's command line as C{-uuid}).
+    @param domain_dir: the domain's directory, QEMU's C{HOME}: it tells this
+        daemon's guests from another daemon's with the same UUID.
+    @return: their pids.
+    """
+    found = []
+    for pid in procfs.pids():
+        argv = procfs.cmdline(pid)
+        if not argv or "-uuid" not in argv:
+            continue
+        position = argv.index("-uuid")
+        if argv[position + 1:position + 2] != [uuid]:
+            continue
+        environ = procfs.environ(pid)
+        if environ is not None and environ.get("HOME") == domain_dir:
+            found.append(pid)
+    return found
+
+
 # --------------------------------------------------------------------------- the guest
 
 
@@ -541,7 +565,8 @@ class Guest:
 
     # -- start -------------------------------------------------------------------------
 
-    def start(self, paused: bool = False, incoming_fd: int | None = None) -> Deferred[None]:
+    def start(self, paused: bool = False, incoming_fd: int | None = None, *,
+              on_spawned: Callable[[], object] | None = None) -> Deferred[None]:
         """
         Launch QEMU and bring the guest up.
 
@@ -553,13 +578,17 @@ class Guest:
             its copy afterwards).  Emitted: (STARTED, RESTORED), then
             (RESUMED, FROM_SNAPSHOT) → running/restored, or (SUSPENDED,
             PAUSED) → paused/user.
+        @param on_spawned: called as soon as QEMU runs (state paused,
+            starting up; C{pid} known), so that the caller can record it
+            before the guest is set up.
         @return: a Deferred that fires once the guest runs (or is paused), or
             fails with L{OperationFailedError} quoting QEMU's log; a failed
             start leaves no process, no socket file and state shutoff/failed.
         """
-        return self._locked(lambda: self._start(paused, incoming_fd))
+        return self._locked(lambda: self._start(paused, incoming_fd, on_spawned))
 
-    async def _start(self, paused: bool, incoming_fd: int | None = None) -> None:
+    async def _start(self, paused: bool, incoming_fd: int | None = None,
+                     on_spawned: Callable[[], object] | None = None) -> None:
         if self.is_active:
             raise OperationInvalidError("domain is already running")
         if self._used:
@@ -590,6 +619,8 @@ class Guest:
         self._event_buffer = []
         self._set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
         process.when_exited().addCallback(self._process_exited)
+        if on_spawned is not None:
+            on_spawned()
 
         setup: Deferred[None] = Deferred.fromCoroutine(
             self._start_session(process, paused, incoming_fd))

@@ -144,6 +144,24 @@ class ProcFS:
             return None
         return [part.decode("utf-8", "replace") for part in raw.split(b"\0")[:-1]]
 
+    def pids(self) -> list[int]:
+        """
+        @return: the pid of every process.
+        """
+        return [int(entry) for entry in os.listdir(self._root) if entry.isdigit()]
+
+    def environ(self, pid: int) -> dict[str, str] | None:
+        """
+        @return: the process's environment, or C{None} if gone or not ours.
+        """
+        try:
+            with open(os.path.join(self._root, str(pid), "environ"), "rb") as f:
+                raw = f.read()
+        except OSError:
+            return None
+        pairs = (item.decode("utf-8", "replace").partition("=") for item in raw.split(b"\0"))
+        return {key: value for key, _, value in pairs if key}
+
     def kill(self, pid: int, signum: int) -> None:
         """
         Send a signal (C{os.kill}).
@@ -163,6 +181,10 @@ class ProcReader(Protocol):
     def cmdline(self, pid: int) -> list[str] | None: ...
 
     def kill(self, pid: int, signum: int) -> None: ...
+
+    def pids(self) -> list[int]: ...
+
+    def environ(self, pid: int) -> dict[str, str] | None: ...
 
 
 # --------------------------------------------------------------------------- exit status

@@ -105,6 +105,7 @@ class DriverEnv:
             self.vnc, session=False,
             guest_factory=partial(Guest, procfs=self.reactor.procfs, listener=self.listener),
             guest_attach=guest_attach or partial(Guest.attach, procfs=self.reactor.procfs),
+            procfs=self.reactor.procfs,
         )
         self.events: list[DomainEvent] = []
         self.driver.add_event_listener(self.events.append)

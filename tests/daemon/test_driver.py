@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred
@@ -902,6 +903,58 @@ class ReattachTests(SynchronousTestCase):
         env.reactor.procfs.remove(pid)
         env.reactor.advance(1)
         self.assertEqual(env2.driver.get_state(ref.uuid), SHUTOFF_CRASHED)
+        self.assertFalse(os.path.exists(env2.status_file("vm1")))
+
+    def test_interrupted_start_is_stopped(self) -> None:
+        """
+        QEMU is recorded in a status file as soon as it runs; a daemon killed
+        before the start completes leaves it paused/starting-up, and the next
+        daemon stops that QEMU and shows the domain shut off/failed instead
+        of leaving an orphan that a new start would run twice.
+        """
+        env = DriverEnv(self)
+        ref = env.define()
+        self.assertNoResult(env.driver.create(ref.uuid))  # no QMP greeting yet
+        pid = env.process().original_pid
+        status = GuestStatus.from_document(open(env.status_file("vm1")).read())
+        self.assertEqual((status.pid, status.state, status.reason), (pid, 3, 11))
+        env2 = self.restart(env)
+        loaded = env2.driver.load()
+        server = FakeQMPServer()
+        server.expect("query-status", ret={"status": "prelaunch", "running": False})
+        env.reactor.procfs.entries[pid].on_signal[signal.SIGTERM] = "exit"
+        env.reactor.accept_unix(server)
+        env.reactor.advance(1)
+        self.successResultOf(loaded)
+        self.assertIn((pid, signal.SIGTERM), env.reactor.procfs.signals)
+        self.assertEqual(env2.driver.get_state(ref.uuid), (5, 6))
+        self.assertFalse(os.path.exists(env2.status_file("vm1")))
+
+    def test_start_interrupted_before_the_pid_was_recorded(self) -> None:
+        """
+        The status is written before QEMU is spawned (pid 0, starting up): a
+        daemon killed between the spawn and the next status write leaves a
+        QEMU that the next daemon finds by its UUID and HOME, kills, and the
+        domain is shut off/failed; another daemon's QEMU with the same UUID
+        (another HOME) is left alone.
+        """
+        env = DriverEnv(self)
+        ref = env.define()
+        self.assertNoResult(env.driver.create(ref.uuid))
+        pid = env.process().original_pid
+        document = open(env.status_file("vm1")).read()
+        spawned = GuestStatus.from_document(document)
+        unrecorded = dataclasses.replace(spawned, pid=0, start_time=0)
+        with open(env.status_file("vm1"), "w") as f:
+            f.write(unrecorded.to_document())
+        procfs = env.reactor.procfs
+        foreign = procfs.add(pid + 100, procfs.entries[pid].cmdline)
+        foreign.environ = {"HOME": "/elsewhere"}
+        env2 = self.restart(env)
+        self.successResultOf(env2.driver.load())
+        self.assertIn((pid, signal.SIGKILL), procfs.signals)
+        self.assertNotIn(pid + 100, [p for p, _ in procfs.signals])
+        self.assertEqual(env2.driver.get_state(ref.uuid), (5, 6))
         self.assertFalse(os.path.exists(env2.status_file("vm1")))
 
     def test_injected_attach(self) -> None:
