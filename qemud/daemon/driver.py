@@ -265,6 +265,7 @@ class DomainObject:
         self._live: Domain | None = None
         self.guest: Guest | None = None
         self.id = -1
+        self._ref: DomainRef | None = None
         self.autostart = False
         self.shutoff_reason: int = ShutoffReason.UNKNOWN
         self.attaching: tuple[int, int] | None = None
@@ -321,9 +322,13 @@ class DomainObject:
     @property
     def ref(self) -> DomainRef:
         """
-        @return: the domain's current wire reference.
+        @return: the domain's current wire reference (the same object until
+            its id changes: lists of many domains reuse them).
         """
-        return DomainRef(self.name, self.uuid_bytes, self.id)
+        ref = self._ref
+        if ref is None or ref.id != self.id:
+            ref = self._ref = DomainRef(self.name, self.uuid_bytes, self.id)
+        return ref
 
     def state(self) -> tuple[int, int]:
         """
@@ -473,6 +478,8 @@ class DomainDriver:
         wanted = [(bool(flags & yes), test) for yes, no, test in _LIST_FILTERS
                   if flags & (yes | no) not in (0, yes | no)]
         states = flags & (LIST_RUNNING | LIST_PAUSED | LIST_SHUTOFF | LIST_OTHER)
+        if not wanted and not states:
+            return [obj.ref for obj in objs]
         return [obj.ref for obj in objs
                 if all(test(self, obj) == want for want, test in wanted)
                 and (not states or states & _state_flag(obj.state()[0]))]

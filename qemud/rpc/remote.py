@@ -38,6 +38,7 @@ from qemud.rpc.xdr import (
     Enum,
     Hyper,
     Int,
+    Memo,
     Opaque,
     Optional,
     String,
@@ -121,8 +122,9 @@ NonnullString = String(STRING_MAX)
 RemoteString = Optional(NonnullString)
 UUID = Opaque(UUID_BUFLEN)
 
-NonnullDomain = Struct(("name", NonnullString), ("uuid", UUID), ("id", Int),
-                       name="remote_nonnull_domain")
+# Memoized: the same few domains are encoded in every list, lookup and event.
+NonnullDomain = Memo(Struct(("name", NonnullString), ("uuid", UUID), ("id", Int),
+                            name="remote_nonnull_domain"))
 RemoteDomain = Optional(NonnullDomain)
 NonnullNetwork = Struct(("name", NonnullString), ("uuid", UUID), name="remote_nonnull_network")
 RemoteNetwork = Optional(NonnullNetwork)

@@ -421,6 +421,46 @@ def _enc_items(item: XDRType, out: _Out, value: Sequence[Any]) -> None:
         enc(out, v)
 
 
+class Memo(XDRType):
+    """
+    An XDR type whose encodings are remembered: for small immutable values
+    that recur on the wire (the C{(name, uuid, id)} of a domain appears in
+    every list, lookup reply and event), encoding becomes a dictionary look-up.
+
+    @ivar type: the type encoded.
+    @ivar max_entries: how many encodings are kept; the memo starts afresh
+        when it is full.
+    """
+
+    def __init__(self, type: XDRType, max_entries: int = 65536) -> None:
+        self.type = type
+        self.max_entries = max_entries
+        self._memo: dict[Any, bytes] = {}
+
+    def _enc(self, out: _Out, value: Any) -> None:
+        data = self._memo.get(value)
+        if data is None:
+            part: _Out = []
+            self.type._enc(part, value)
+            data = b"".join(part)
+            if len(self._memo) >= self.max_entries:
+                self._memo.clear()
+            self._memo[value] = data
+        out.append(data)
+
+    def _dec(self, buf: bytes, offset: int) -> tuple[Any, int]:
+        return self.type._dec(buf, offset)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """
+        @return: a value of the memoized type, built like it.
+        """
+        return self.type(*args, **kwargs)  # type: ignore[operator]
+
+    def __repr__(self) -> str:
+        return f"Memo({self.type!r})"
+
+
 class Array(XDRType):
     """
     XDR C{T x[n]}: exactly C{n} elements, no count; value C{list}.
