@@ -30,6 +30,7 @@ from typing import ClassVar
 from twisted.python.failure import Failure
 
 from qemud import errors as _daemon
+from qemud.rpc.errors import RemoteError
 
 
 class QemudClientError(Exception):
@@ -248,35 +249,24 @@ def error_class(code: int) -> type[QemudClientError]:
     return _BY_CODE.get(code, QemudClientError)
 
 
-def make_remote_error(
-    code: int,
-    domain: int,
-    message: str | None,
-    *,
-    level: int = _daemon.LEVEL_ERROR,
-    str1: str | None = None,
-    str2: str | None = None,
-    str3: str | None = None,
-    int1: int = -1,
-    int2: int = -1,
-) -> QemudClientError:
+def make_remote_error(err: RemoteError) -> QemudClientError:
     """
     Build the exception for a C{remote_error} the daemon sent.
 
-    @param message: the daemon's text; when absent, libvirt's fallback
-        C{"unknown error"} is used.
+    @param err: the decoded C{remote_error}; when it has no message,
+        libvirt's fallback C{"unknown error"} is used.
     @return: an instance of L{error_class}C{(code)} with every field kept.
     """
-    cls = error_class(code)
+    cls = error_class(err.code)
     return cls(
-        message if message is not None else "unknown error",
-        code=code,
-        domain=domain,
-        level=level,
-        str1=str1,
-        str2=str2,
-        str3=str3,
-        int1=int1,
-        int2=int2,
+        err.message if err.message is not None else "unknown error",
+        code=err.code,
+        domain=err.domain,
+        level=err.level,
+        str1=err.str1,
+        str2=err.str2,
+        str3=err.str3,
+        int1=err.int1,
+        int2=err.int2,
         remote=True,
     )

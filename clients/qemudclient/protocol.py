@@ -321,17 +321,7 @@ def decode_error(payload: bytes) -> QemudClientError:
         err = rpc_errors.decode_error(payload)
     except Exception as e:
         return ProtocolError(f"undecodable error reply: {e}")
-    return make_remote_error(
-        err.code,
-        err.domain,
-        err.message,
-        level=err.level,
-        str1=err.str1,
-        str2=err.str2,
-        str3=err.str3,
-        int1=err.int1,
-        int2=err.int2,
-    )
+    return make_remote_error(err)
 
 
 class RPCClientFactory(Factory):

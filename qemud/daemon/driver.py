@@ -1287,17 +1287,27 @@ class DomainDriver:
         if live:
             assert obj.live is not None
             hotplug.check_attachable(obj.live, device)
-        return ensureDeferred(self._attach(obj, device, live, new_config))
+        return ensureDeferred(self._change_devices(
+            obj, self._attach_live(device) if live else None, new_config))
 
-    async def _attach(self, obj: DomainObject, device: Disk | Interface, live: bool,
-                      new_config: Domain | None) -> None:
-        guest = obj.guest
-        if live and guest is not None:
+    def _attach_live(self, device: Disk | Interface) -> Callable[[Guest], Deferred[Any]]:
+        def attach(guest: Guest) -> Deferred[Any]:
             caps, kind = self._caps_and_kind(guest.live_domain)
             if isinstance(device, Disk):
-                await guest.attach_disk(device, kind=kind, has_device=caps.has_device)
-            else:
-                await guest.attach_interface(device, driver=nic_driver(device, caps, kind))
+                return guest.attach_disk(device, kind=kind, has_device=caps.has_device)
+            return guest.attach_interface(device, driver=nic_driver(device, caps, kind))
+        return attach
+
+    async def _change_devices(self, obj: DomainObject,
+                              live_change: Callable[[Guest], Deferred[Any]] | None,
+                              new_config: Domain | None) -> None:
+        """
+        Apply a device change to the running guest (then keep its live
+        definition and status file current) and store the new config.
+        """
+        guest = obj.guest
+        if live_change is not None and guest is not None:
+            await live_change(guest)
             if obj.guest is guest:
                 obj.live = guest.live_domain
                 self._save_status(obj, guest)
@@ -1355,18 +1365,9 @@ class DomainDriver:
         if live:
             assert obj.live is not None
             live_device = self._find_device(obj.live, device, mac_given)
-        return ensureDeferred(self._detach(obj, live_device, new_config))
-
-    async def _detach(self, obj: DomainObject, live_device: Disk | Interface | None,
-                      new_config: Domain | None) -> None:
-        guest = obj.guest
-        if live_device is not None and guest is not None:
-            await guest.detach_device(live_device)
-            if obj.guest is guest:
-                obj.live = guest.live_domain
-                self._save_status(obj, guest)
-        if new_config is not None:
-            self._store_config(obj, new_config)
+        return ensureDeferred(self._change_devices(
+            obj, None if live_device is None else lambda guest: guest.detach_device(live_device),
+            new_config))
 
     def update_device(self, uuid: bytes, xml: str, flags: int = 0) -> Deferred[None]:
         """
@@ -1398,18 +1399,8 @@ class DomainDriver:
                 new_config = hotplug.replace_disk(domain, replace(
                     disk, source=device.source,
                     driver_type=device.driver_type if device.source else disk.driver_type))
-        return ensureDeferred(self._update(obj, device if live else None, new_config))
-
-    async def _update(self, obj: DomainObject, live_disk: Disk | None,
-                      new_config: Domain | None) -> None:
-        guest = obj.guest
-        if live_disk is not None and guest is not None:
-            await guest.change_media(live_disk)
-            if obj.guest is guest:
-                obj.live = guest.live_domain
-                self._save_status(obj, guest)
-        if new_config is not None:
-            self._store_config(obj, new_config)
+        return ensureDeferred(self._change_devices(
+            obj, (lambda guest: guest.change_media(device)) if live else None, new_config))
 
     # -- statistics -----------------------------------------------------------
 
