@@ -405,6 +405,28 @@ class UndefineTests(SynchronousTestCase):
 class CreateTests(SynchronousTestCase):
     """create (start a defined domain) and create_xml (transient)."""
 
+
+    def test_starts_wait_for_a_free_slot(self) -> None:
+        """
+        At most one QEMU per host CPU initialises at once: with one CPU a
+        second start spawns nothing until the first guest runs; a start of a
+        domain already waiting for its slot is refused.
+        """
+        self.patch(drv.os, "cpu_count", lambda: 1)
+        env = DriverEnv(self)
+        first = env.define("vm1", UUID1)
+        second = env.define("vm2", UUID2)
+        d1 = env.driver.create(first.uuid)
+        d2 = env.driver.create(second.uuid)
+        self.assertEqual(len(env.reactor.spawned), 1)
+        self.assertFalse(env.driver.is_active(second.uuid))
+        with self.assertRaises(OperationInvalidError):
+            env.driver.create(second.uuid)
+        env.accept("vm1")
+        self.successResultOf(d1)
+        self.assertEqual(len(env.reactor.spawned), 2)
+        env.accept("vm2")
+        self.assertEqual(self.successResultOf(d2).name, "vm2")
     def test_start(self) -> None:
         """
         Starting runs the guest: running/booted, id 1, (RESUMED, UNPAUSED)
