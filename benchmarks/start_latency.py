@@ -118,7 +118,7 @@ async def driver_start(driver: Any, uuid: bytes, profiler: cProfile.Profile | No
 
 async def main(args: argparse.Namespace, root: str) -> None:
     paths = DaemonPaths.system(root)
-    driver = build_driver(reactor, paths, session=False)
+    driver = build_driver(reactor, paths)
     await driver.load()
     xml = noos_guest_domain_xml("bench-start", memory_mib=64)
     uuid = driver.define_xml(xml).uuid

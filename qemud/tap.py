@@ -252,7 +252,7 @@ def makeService(config: Options) -> IService:
     paths = config.paths()
     session = bool(config["session"])
     timeouts = GuestTimeouts(command=config["qmp-timeout"], kill=config["kill-timeout"])
-    driver = build_driver(reactor, paths, session=session, timeouts=timeouts)
+    driver = build_driver(reactor, paths, timeouts=timeouts)
     root = MultiService()
     manager = DomainManagerService(driver, defines=config["define"],
                                    autostart=not config["no-autostart"])

@@ -40,7 +40,7 @@ from qemud.daemon.paths import DaemonPaths
 from qemud.daemon.store import DomainStore
 from qemud.domain.defaults import assign_aliases, fill_defaults
 from qemud.domain.model import Disk, Domain, Graphics, Interface
-from qemud.domain.validate import check_name, validate_domain
+from qemud.domain.validate import validate_domain
 from qemud.domain.xml import (
     format_domain_xml,
     parse_device_xml,
@@ -370,7 +370,6 @@ class DomainDriver:
         node: NodeFacts,
         vnc_ports: VncPortAllocator,
         *,
-        session: bool,
         guest_factory: Callable[..., Guest] = Guest,
         guest_attach: Callable[..., Deferred[Guest]] = Guest.attach,
         procfs: ProcReader | None = None,
@@ -384,7 +383,6 @@ class DomainDriver:
         self._caps = caps
         self._node = node
         self._vnc_ports = vnc_ports
-        self._session = session
         self._guest_factory = guest_factory
         self._guest_attach = guest_attach
         self._procfs: ProcReader = procfs if procfs is not None else ProcFS()
@@ -1585,12 +1583,6 @@ class DomainDriver:
 
     def _autostart_failed(self, failure: Failure, name: str) -> None:
         self.log.failure("autostart of {name} failed", failure, name=name)
-
-    def check_name(self, name: str) -> None:
-        """
-        @raise DomainConfigError: when C{name} cannot be a domain name.
-        """
-        check_name(name)
 
 
 def _state_flag(state: int) -> int:

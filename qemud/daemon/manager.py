@@ -26,7 +26,7 @@ from qemud.qemu.guest import Guest, GuestTimeouts
 from qemud.qemu.vnc import VncPortAllocator
 
 
-def build_driver(reactor: Any, paths: DaemonPaths, *, session: bool,
+def build_driver(reactor: Any, paths: DaemonPaths, *,
                  timeouts: GuestTimeouts | None = None) -> DomainDriver:
     """
     Assemble a L{DomainDriver} with its store, capability cache, host facts
@@ -38,7 +38,7 @@ def build_driver(reactor: Any, paths: DaemonPaths, *, session: bool,
     caps = CapsCache(cache_dir=os.path.join(paths.cache_dir, "capabilities"))
     limits = timeouts or GuestTimeouts()
     return DomainDriver(reactor, paths, store, caps, NodeFacts(), VncPortAllocator(),
-                        session=session, guest_factory=partial(Guest, timeouts=limits),
+                        guest_factory=partial(Guest, timeouts=limits),
                         guest_attach=partial(Guest.attach, timeouts=limits))
 
 

@@ -115,24 +115,6 @@ def _count_mask_bits(text: str) -> int:
     return sum(bin(int(word, 16)).count("1") for word in text.strip().split(",") if word)
 
 
-def parse_cpu_list(text: str) -> set[int]:
-    """
-    @param text: a sysfs CPU list (C{0-3,8,10-11}).
-    @return: the CPU numbers.
-    """
-    cpus: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            cpus.update(range(int(lo), int(hi) + 1))
-        else:
-            cpus.add(int(part))
-    return cpus
-
-
 def _meminfo_kib(text: str, key: str) -> int | None:
     """
     @param text: C{/proc/meminfo} or a node's C{meminfo}

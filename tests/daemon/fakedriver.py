@@ -102,7 +102,7 @@ class DriverEnv:
             self.reactor, self.paths, self.store, self.caps,  # type: ignore[arg-type]
             NodeFacts(os.path.join(fake_root, "proc"), os.path.join(fake_root, "sys"),
                       os.path.join(fake_root, "etc"), gethostname=lambda: "testhost"),
-            self.vnc, session=False,
+            self.vnc,
             guest_factory=partial(Guest, procfs=self.reactor.procfs, listener=self.listener),
             guest_attach=guest_attach or partial(Guest.attach, procfs=self.reactor.procfs),
             procfs=self.reactor.procfs,

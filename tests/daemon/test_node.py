@@ -13,7 +13,7 @@ import uuid
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from qemud.daemon.node import NodeFacts, NodeInfo, parse_cpu_list
+from qemud.daemon.node import NodeFacts, NodeInfo
 from qemud.errors import HostSystemError
 from tests.shared import require_shared
 
@@ -217,13 +217,6 @@ class NodeInfoTests(SynchronousTestCase):
         self.host.cpuinfo(1)
         err = self.assertRaises(HostSystemError, self.host.facts().node_info)
         self.assertIn("meminfo", err.message)
-
-    def test_parse_cpu_list(self) -> None:
-        """
-        sysfs CPU lists with ranges and singles parse to sets.
-        """
-        self.assertEqual(parse_cpu_list("0-3,8,10-11\n"), {0, 1, 2, 3, 8, 10, 11})
-        self.assertEqual(parse_cpu_list(""), set())
 
 
 class IdentityTests(SynchronousTestCase):

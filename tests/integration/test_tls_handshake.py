@@ -451,7 +451,7 @@ class VirshTLSTests(TestCase):
             raise SkipTest(f"RPC server not available yet ({e})") from None
         paths = DaemonPaths.system(root=self.mktemp())
         paths.create_dirs()
-        driver = build_driver(reactor, paths, session=False)
+        driver = build_driver(reactor, paths)
         yield driver.load()
         inner = RPCServerFactory(driver, reactor, secure=True, default_uri="qemu:///system")
         port = yield self.listen(inner, self.pki.server_dir, allowed_dn=["O=Research,CN=*"])
