@@ -22,6 +22,7 @@ runs a domain) and L{capabilities_xml} (C{virsh capabilities}).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -655,8 +656,13 @@ def find_emulator(domain: Domain, search_path: str | None = None) -> str:
     return emulator_for_arch(domain.os.arch or host_arch(), search_path)
 
 
+@functools.lru_cache(maxsize=64)
 def emulator_for_arch(arch: str, search_path: str | None = None) -> str:
     """
+    Memoized: searching C{PATH} costs more than the calls that need it
+    (every C{getVersion}, every define); a binary found once is then
+    checked by L{CapsCache.get}, which stats it.
+
     @param arch: a guest architecture (C{x86_64}, C{i686}, C{aarch64}, ...).
     @param search_path: a C{PATH}-style list; C{None} uses C{$PATH}.
     @return: the absolute path of the QEMU binary for C{arch}.
