@@ -9,6 +9,9 @@ C{PYTHONPATH} for the daemons and clients the integration tests spawn.
 
 import os
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SOURCE_PATHS = [ROOT, os.path.join(ROOT, "clients")]
@@ -22,11 +25,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
-def pytest_sessionstart(session: object) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_working_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """
-    Run the suite from a scratch directory: trial's C{mktemp()} makes paths
+    Run the tests from a scratch directory: trial's C{mktemp()} makes paths
     relative to the working directory, which must not be the checkout.
+    (A fixture, not a session hook: command-line paths such as C{--ignore}
+    are resolved during collection, from the directory pytest started in.)
     """
-    import tempfile
-
-    os.chdir(tempfile.mkdtemp(prefix="qemud-tests-"))
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
