@@ -31,9 +31,15 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import time
 from typing import Any
+
+from _common import qemu_pids_below  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -209,18 +215,6 @@ class Qemud:
             self.proc.kill()
 
 
-def qemus_below(root: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/cwd").startswith(root):
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -264,7 +258,7 @@ def main() -> None:
               f"raw {sizes['raw']} B")
     finally:
         qemud.close()
-        for pid in qemus_below(root):
+        for pid in qemu_pids_below(root):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -8,9 +8,12 @@ in CI (C{CI} set), where they are a failure: CI must run these tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -83,3 +86,42 @@ def reaper() -> Iterator[ProcessReaper]:
         yield r
     finally:
         r.kill_all()
+
+
+def _live_qemus() -> set[int]:
+    """
+    @return: the pids of running (not zombie) C{qemu-system-*} processes.
+    """
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0", 1)[0]
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"qemu-system" in os.path.basename(argv0) and state != b"Z":
+            found.add(int(entry))
+    return found
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_qemu_left_behind() -> Iterator[None]:
+    """
+    Every test kills the QEMU processes it started: one still running when
+    the session ends is killed here by PID and reported as an error.
+    """
+    before = _live_qemus()
+    yield
+    deadline = time.monotonic() + 5
+    left = _live_qemus() - before
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _live_qemus() - before
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"QEMU processes left running by the tests (now killed): {sorted(left)}"

@@ -5,8 +5,8 @@ across a daemon restart, disk and NIC hot-plug seen by the guest, cdrom
 eject, and C{virsh domstats}.
 
 Every test starts its own daemon in a fresh root below C{/tmp}, bounds every
-wait, and kills by PID the daemon and every QEMU whose working directory is
-in that root.
+wait, and kills by PID the daemon and every QEMU whose command line or
+environment names that root.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.daemon import qemu_pids_below
 from tests.integration.guests import (
     linux_guest_domain_xml,
     noos_guest_domain_xml,
@@ -33,20 +34,6 @@ from tests.integration.guests import (
 pytestmark = pytest.mark.skipif(shutil.which("virsh") is None or
                                 shutil.which("qemu-system-x86_64") is None,
                                 reason="needs virsh (libvirt-clients) and qemu-system-x86")
-
-
-def _qemus_below(root: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/cwd").startswith(root) and "qemu-system" in \
-                    open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace"):
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 class Daemon:
@@ -90,7 +77,7 @@ class Daemon:
     def cleanup(self) -> None:
         """Stop the daemon and kill its guests by PID."""
         self.stop()
-        for pid in _qemus_below(self.root):
+        for pid in qemu_pids_below(self.root):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
