@@ -169,6 +169,9 @@ class Daemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "clients")])
         env["LC_ALL"] = "C"
+        # Like an installed daemon, load bytecode instead of compiling every
+        # module at each start (written beside the sources on the first start).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         argv = [venv_python(), "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", f"--logfile={self.root}/qemud.log", "qemud",
                 "--root", self.root]

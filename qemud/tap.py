@@ -38,8 +38,10 @@ from qemud.daemon.protocol import ClientTracker, RPCServerFactory
 
 # Seconds a stopping daemon waits for calls in flight (a guest start, a save).
 DRAIN_TIMEOUT = 30.0
-# Seconds without a new call after which a stopping daemon closes its clients.
-QUIET_PERIOD = 0.2
+# Seconds without a new call after which a stopping daemon closes its clients
+# (counted from the latest call or reply: clients idle for longer are closed at
+# once).
+QUIET_PERIOD = 0.05
 
 
 class Options(usage.Options):
@@ -208,15 +210,13 @@ class _Signals(Service):
         return drained
 
     async def _drain(self) -> None:
-        tracker = self._tracker
+        tracker, clock = self._tracker, self._reactor.seconds
         while True:
             await tracker.when_idle()
-            if not tracker.clients:
+            quiet_from = tracker.last_active_at + QUIET_PERIOD
+            if not tracker.clients or clock() >= quiet_from:
                 break
-            calls = tracker.calls
-            await deferLater(self._reactor, QUIET_PERIOD, lambda: None)
-            if tracker.inflight == 0 and tracker.calls == calls:
-                break
+            await deferLater(self._reactor, quiet_from - clock(), lambda: None)
         await tracker.close_all()
 
     def _on_hup(self, signum: int, frame: Any) -> None:
@@ -257,7 +257,7 @@ def makeService(config: Options) -> IService:
     manager = DomainManagerService(driver, defines=config["define"],
                                    autostart=not config["no-autostart"])
     manager.setServiceParent(root)
-    tracker = ClientTracker(config["max-clients"])
+    tracker = ClientTracker(config["max-clients"], reactor.seconds)
     # Stopped after the listeners (services stop in reverse order).
     _Signals(reactor, driver.reload_configs, tracker, DRAIN_TIMEOUT).setServiceParent(root)
     default_uri = "qemu:///session" if session else "qemu:///system"

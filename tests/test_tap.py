@@ -369,7 +369,7 @@ class SignalsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.reloads: list[None] = []
-        self.tracker = ClientTracker()
+        self.tracker = ClientTracker(clock=self.clock.seconds)
         self.handlers: dict[int, Any] = {}
         self.patch(tap.signal, "signal", self.fake_signal)
         self.service = tap._Signals(_FakeReactor(self.clock), lambda: self.reloads.append(None),
@@ -428,15 +428,52 @@ class SignalsTests(SynchronousTestCase):
         """
         client = _FakeClient()
         self.tracker.connected(client)  # type: ignore[arg-type]
+        self.tracker.call_received()
         self.service.startService()
         d = self.service.stopService()
         self.clock.advance(tap.QUIET_PERIOD / 2)
-        self.tracker.calls += 1  # a call arrives within the quiet period
+        self.tracker.call_received()  # a call arrives within the quiet period
         self.clock.advance(tap.QUIET_PERIOD / 2)
+        self.assertFalse(client.transport.disconnecting)
+        self.clock.advance(tap.QUIET_PERIOD / 2)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertNoResult(d)
+        self.tracker.disconnected(client)  # type: ignore[arg-type]
+        self.successResultOf(d)
+
+    def test_quiet_period_counts_from_the_last_reply(self) -> None:
+        """
+        A call that ran long before its reply does not shorten the quiet
+        period: the client's follow-up call (virsh closes its connection
+        right after a start's reply) still has the whole period.
+        """
+        client = _FakeClient()
+        self.tracker.connected(client)  # type: ignore[arg-type]
+        self.tracker.call_received()
+        self.tracker.call_started()
+        self.service.startService()
+        d = self.service.stopService()
+        self.clock.advance(5.0)
+        self.tracker.call_finished()
+        self.clock.advance(0)
         self.assertFalse(client.transport.disconnecting)
         self.clock.advance(tap.QUIET_PERIOD)
         self.assertTrue(client.transport.disconnecting)
-        self.assertNoResult(d)
+        self.tracker.disconnected(client)  # type: ignore[arg-type]
+        self.successResultOf(d)
+
+    def test_stop_closes_quiet_clients_at_once(self) -> None:
+        """
+        Clients whose latest call is older than the quiet period are closed
+        as soon as the daemon stops: an idle connection costs no delay.
+        """
+        client = _FakeClient()
+        self.tracker.connected(client)  # type: ignore[arg-type]
+        self.tracker.call_received()
+        self.clock.advance(tap.QUIET_PERIOD)
+        self.service.startService()
+        d = self.service.stopService()
+        self.assertTrue(client.transport.disconnecting)
         self.tracker.disconnected(client)  # type: ignore[arg-type]
         self.successResultOf(d)
 

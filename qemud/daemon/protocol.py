@@ -13,7 +13,10 @@ some finish.  A framing error closes that connection only.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -219,7 +222,7 @@ class RPCServerProtocol(Protocol):
     # -- calls ---------------------------------------------------------------
 
     def _dispatch(self, header: Header, payload: bytes) -> None:
-        self.factory.tracker.calls += 1
+        self.factory.tracker.call_received()
         prog, vers, proc = header.prog, header.vers, header.proc
         if prog != remote.REMOTE_PROGRAM or vers != remote.PROTOCOL_VERSION:
             self._send_error(header, self._foreign_program(prog, vers, proc))
@@ -451,14 +454,20 @@ class ClientTracker:
     @ivar max_clients: connections beyond this many are closed at once.
     @ivar clients: connections currently open.
     @ivar inflight: calls whose reply has not been sent yet.
-    @ivar calls: calls received so far (a daemon stopping waits until
-        clients have gone quiet).
+    @ivar last_active_at: when the latest call arrived or was answered, by
+        C{clock} (a daemon stopping waits until clients have gone quiet).
     """
 
-    def __init__(self, max_clients: int = 5000) -> None:
+    def __init__(self, max_clients: int = 5000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """
+        @param clock: the time source of C{last_active_at} (the reactor's
+            C{seconds}).
+        """
         self.max_clients = max_clients
         self.inflight = 0
-        self.calls = 0
+        self.last_active_at = -math.inf
+        self._clock = clock
         self._idle: list[Deferred[None]] = []
         self._open: set[RPCServerProtocol] = set()
         self._all_gone: list[Deferred[None]] = []
@@ -498,6 +507,10 @@ class ClientTracker:
                 protocol.transport.loseConnection()
         return d
 
+    def call_received(self) -> None:
+        """A call arrived (answered at once or later)."""
+        self.last_active_at = self._clock()
+
     def call_started(self) -> None:
         """A call is being processed."""
         self.inflight += 1
@@ -505,6 +518,7 @@ class ClientTracker:
     def call_finished(self) -> None:
         """A call's reply has been sent (or dropped with its client)."""
         self.inflight -= 1
+        self.last_active_at = self._clock()
         if self.inflight == 0:
             waiters, self._idle = self._idle, []
             for waiter in waiters:
@@ -555,7 +569,7 @@ class RPCServerFactory(Factory):
         self.default_uri = default_uri
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
-        self.tracker = tracker if tracker is not None else ClientTracker(max_clients)
+        self.tracker = tracker if tracker is not None else ClientTracker(max_clients, reactor.seconds)
         self.dispatcher = Dispatcher(driver, secure=secure, default_uri=default_uri)
 
     def buildProtocol(self, addr: Any) -> RPCServerProtocol:
