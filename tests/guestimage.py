@@ -17,6 +17,8 @@ What the guest prints on its serial console (C{console=ttyS0}):
 
  - C{net: eth0 lo} and C{block: vda} (sorted names from C{/sys/class/net}
    and C{/sys/block}, loop and ram devices left out), then C{GUEST-READY};
+   every network interface present at boot is brought up first, so its
+   NIC receives (and the kernel sends its IPv6 link-local chatter);
  - C{TICK 1}, C{TICK 2}, ... once a second, so a test can see the guest
    keeps running (across save/restore, for instance);
  - C{HOTPLUG add|remove net|block NAME} for devices plugged in or removed
@@ -120,6 +122,9 @@ names() {
     done
     echo "$out" | tr ' ' '\n' | sort | tr '\n' ' ' | sed -e 's/^ *//' -e 's/ *$//'
 }
+for n in $(names /sys/class/net); do
+    ip link set dev "$n" up
+done
 echo "net: $(names /sys/class/net)"
 echo "block: $(names /sys/block)"
 echo GUEST-READY

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -250,3 +251,66 @@ def test_cdrom_eject_and_insert(daemon: Daemon) -> None:
     assert "Successfully inserted media." in daemon.virsh("change-media", "cd", "hdc", iso,
                                                           "--insert")
     assert iso in daemon.virsh("domblklist", "cd")
+
+
+def _send_frames(device: str, count: int, size: int) -> None:
+    """
+    Write C{count} broadcast Ethernet frames of C{size} bytes to the host
+    side of C{device}: the tap transmits them to QEMU, so the guest NIC
+    receives them.
+    """
+    frame = b"\xff" * 6 + bytes.fromhex("02000000aa01") + b"\x88\xb5" + b"q" * (size - 14)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((device, 0))
+        for _ in range(count):
+            s.send(frame)
+
+
+def _ifstat(output: str, device: str) -> dict[str, int]:
+    """@return: C{virsh domifstat}'s counters by name (C{rx_packets}: 12, ...)."""
+    counters = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == device:
+            counters[parts[1]] = int(parts[2])
+    return counters
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                    reason="creating a tap device needs root and /dev/net/tun")
+def test_tap_interface_counters(daemon: Daemon, linux_guest_image: Any) -> None:
+    """
+    A guest NIC backed by a tap device (C{<interface type='ethernet'>}, the
+    tap created by QEMU) reports the tap's counters from the guest's side:
+    frames the host sends into the tap show up as received in
+    C{virsh domifstat} and as C{net.0.rx.*} in C{virsh domstats}; what the
+    guest's kernel sends on its own (IPv6 link-local chatter) as sent.
+    """
+    tap = f"qdt{os.getpid() % 100000}"
+    serial = os.path.join(daemon.root, "tapg.serial")
+    daemon.define("tapg", linux_guest_domain_xml("tapg", linux_guest_image, serial_log=serial,
+                                                 extra_devices=f"""<interface type='ethernet'>
+      <target dev='{tap}' managed='no'/>
+      <model type='virtio'/>
+    </interface>"""))
+    daemon.virsh("start", "tapg")
+    subprocess.run(["ip", "link", "set", "dev", tap, "up"], check=True, timeout=10)
+    wait_for_serial(serial, "net: eth0 lo", 60)
+    before = _ifstat(daemon.virsh("domifstat", "tapg", tap), tap)
+    _send_frames(tap, 25, 100)
+    deadline = time.monotonic() + 20
+    after = before
+    while time.monotonic() < deadline and (after["rx_packets"] < before["rx_packets"] + 25
+                                           or after["tx_packets"] == 0):
+        time.sleep(0.1)
+        after = _ifstat(daemon.virsh("domifstat", "tapg", tap), tap)
+    assert after["rx_packets"] >= before["rx_packets"] + 25, (before, after)
+    assert after["rx_bytes"] >= before["rx_bytes"] + 25 * 100, (before, after)
+    assert after["tx_packets"] > 0, (before, after)
+    stats = daemon.virsh("domstats", "--interface", "tapg")
+    assert f"net.0.name={tap}" in stats
+    rx_pkts = [int(line.split("=")[1]) for line in stats.splitlines()
+               if line.strip().startswith("net.0.rx.pkts=")]
+    assert rx_pkts and rx_pkts[0] >= after["rx_packets"], stats
+    unknown = daemon.virsh("domifstat", "tapg", "nosuchdev", check=False)
+    assert "invalid path, 'nosuchdev' is not a known interface" in unknown
