@@ -7,7 +7,8 @@ import subprocess
 import sys
 import unittest
 
-PURE_MODULES = ["qemud.errors", "qemud.domain", "qemud.rpc", "qemud.qemu.argv"]
+PURE_MODULES = ["qemud.errors", "qemud.domain", "qemud.rpc", "qemud.qemu.argv",
+                "qemud.qemu.cpumap"]
 
 
 class PurityTests(unittest.TestCase):

@@ -288,7 +288,8 @@ class Dispatcher:
             PROC.CONNECT_GET_HOSTNAME: (lambda c, a: (self.driver.hostname(),), ("hostname",)),
             PROC.NODE_GET_INFO: (self._node_info, ("node_info",)),
             PROC.CONNECT_GET_CAPABILITIES: (
-                lambda c, a: (self.driver.capabilities_xml(),), ("capabilities_xml",)),
+                lambda c, a: self.driver.capabilities_xml().addCallback(lambda xml: (xml,)),
+                ("capabilities_xml",)),
             PROC.NODE_GET_FREE_MEMORY: (
                 lambda c, a: (self.driver.node_free_memory(),), ("node_free_memory",)),
             # No security driver: libvirtd reports model "none", DOI "0".

@@ -28,10 +28,12 @@ from typing import Any, NamedTuple
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
+    DeferredLock,
     DeferredSemaphore,
     ensureDeferred,
     succeed,
 )
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -373,9 +375,12 @@ class DomainDriver:
         guest_factory: Callable[..., Guest] = Guest,
         guest_attach: Callable[..., Deferred[Guest]] = Guest.attach,
         procfs: ProcReader | None = None,
+        in_thread: Callable[[Callable[[], None]], Deferred[None]] | None = None,
     ) -> None:
         """
         @param procfs: where processes are looked up (tests: a fake C{/proc}).
+        @param in_thread: runs blocking work off the reactor thread (default:
+            the reactor's thread pool; tests: at once).
         """
         self._reactor = reactor
         self.paths = paths
@@ -394,6 +399,12 @@ class DomainDriver:
         self._listeners: list[Callable[[DomainEvent], None]] = []
         self._mac_count: Counter[str] = Counter()
         self._start_slots = DeferredSemaphore(START_SLOTS_PER_CPU * (os.cpu_count() or 1))
+        self._in_thread = in_thread or self._in_reactor_thread_pool
+        self._host_probe = DeferredLock()
+        self._host_probed = False
+
+    def _in_reactor_thread_pool(self, work: Callable[[], None]) -> Deferred[None]:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)
 
     # -- events ---------------------------------------------------------------
 
@@ -673,12 +684,29 @@ class DomainDriver:
         major, minor, micro = self.default_caps().version
         return major * 1_000_000 + minor * 1_000 + micro
 
-    def capabilities_xml(self) -> str:
+    def capabilities_xml(self) -> Deferred[str]:
         """
+        The host's slow facts (CPUID, KVM, power management) are probed
+        once, in a thread, by the first call; later calls (and calls made
+        meanwhile) wait for that probe, never the reactor.
+
         @return: libvirt's capabilities XML for this host.
         """
-        guests = [self._caps.get(binary) for binary in installed_emulators()]
-        return capabilities_xml(self._node.host_cpu(), guests)
+
+        def build(_: None) -> str:
+            guests = [self._caps.get(binary) for binary in installed_emulators()]
+            return capabilities_xml(self._node.host_caps(), guests)
+
+        return self._host_probe.run(self._probe_host_once).addCallback(build)
+
+    def _probe_host_once(self) -> Deferred[None]:
+        if self._host_probed:
+            return succeed(None)
+
+        def probed(_: None) -> None:
+            self._host_probed = True
+
+        return self._in_thread(self._node.probe_slow_facts).addCallback(probed)
 
     # -- define / undefine ----------------------------------------------------
 

@@ -2,23 +2,55 @@
 """
 Facts about the host, read from C{/proc} and sysfs the way libvirtd 9.0
 reads them (C{virHostCPUGetInfoPopulateLinux}, C{virHostMemGetInfo},
-C{virGetHostname}, C{virSetHostUUIDStr}).
+C{virGetHostname}, C{virSetHostUUIDStr}), and the host section of
+C{virsh capabilities} (L{NodeFacts.host_caps}: C{virCPUx86GetHost},
+C{virCapabilitiesHostNUMAInitReal}, C{virCapabilitiesInitCaches},
+C{virNumaGetPages}, C{virHostHasIOMMU}, C{virNodeSuspendGetTargetMask}).
 
-All paths are injectable (C{NodeFacts(proc=..., sys=..., etc=...)}) so the
-tests can build fake trees.  Synchronous and cheap: a few small file reads.
+All paths are injectable (C{NodeFacts(proc=..., sys=..., etc=..., dev=...)})
+so the tests can build fake trees, and so are the probes that are not file
+reads (CPUID, the KVM TSC probe, MSRs, the power-management queries).
+Synchronous: a few small file reads; the CPU's identity (CPUID decoded
+against libvirt's CPU map, microcode, TSC) and the power-management answer
+do not change while the daemon runs and are computed once.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from twisted.logger import Logger
+
+from qemud.daemon import hostcpu
 from qemud.errors import HostSystemError
-from qemud.qemu.caps import HostCPU, host_arch
+from qemud.qemu.caps import (
+    CacheBank,
+    CellCPU,
+    HostCaps,
+    HostCPU,
+    NUMACell,
+    SecModel,
+    TSCCounter,
+    host_arch,
+)
+from qemud.qemu.cpumap import (
+    DEFAULT_CPU_MAP_DIR,
+    CPUData,
+    CPUMap,
+    CPUMapError,
+    DecodedCPU,
+    cpu_signature,
+    decode_host,
+    has_feature,
+    load_cpu_map,
+)
 
 _VENDORS = {
     "GenuineIntel": "Intel",
@@ -30,6 +62,19 @@ _VENDORS = {
 
 _NODE_RE = re.compile(r"^node(\d+)$")
 _CPU_RE = re.compile(r"^cpu(\d+)$")
+_HUGEPAGES_RE = re.compile(r"^hugepages-(\d+)kB$", re.IGNORECASE)
+
+#: sysfs cache C{type} -> libvirt's bank type.
+_CACHE_TYPES = {"Unified": "both", "Instruction": "code", "Data": "data"}
+
+#: libvirt's suspend targets: (element, logind method, pm-is-supported option).
+_SUSPEND_TARGETS = (("suspend_mem", "CanSuspend", "--suspend"),
+                    ("suspend_disk", "CanHibernate", "--hibernate"),
+                    ("suspend_hybrid", "CanHybridSleep", "--suspend-hybrid"))
+
+#: Runs a command: (argv, timeout) -> (exit status, stdout), or C{None}
+#: when it cannot be run at all.
+Runner = Callable[[Sequence[str], float], tuple[int, str] | None]
 
 
 @dataclass(frozen=True)
@@ -133,6 +178,83 @@ def _meminfo_kib(text: str, key: str) -> int | None:
     return None
 
 
+def parse_cpu_list(text: str) -> list[int]:
+    """
+    @param text: a kernel CPU list (C{0-3,8,10-11}).
+    @return: the CPUs, sorted.
+    @raise ValueError: it is not a CPU list.
+    """
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        lo = int(first)
+        hi = int(last) if dash else lo
+        if hi < lo:
+            raise ValueError(f"invalid CPU range '{part}'")
+        cpus.update(range(lo, hi + 1))
+    return sorted(cpus)
+
+
+def format_cpu_list(cpus: Sequence[int]) -> str:
+    """
+    @return: libvirt's C{virBitmapFormat} of a CPU set (C{0-3,8,10-11}).
+    """
+    out: list[str] = []
+    ordered = sorted(set(cpus))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def pretty_size(value: int) -> tuple[int, str]:
+    """
+    libvirt's C{virFormatIntPretty}: the largest binary unit that divides
+    C{value} exactly.
+
+    @param value: bytes.
+    @return: (number, unit), e.g. (32, C{"MiB"}).
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value == 0 or value % 1024:
+            return value, unit
+        value //= 1024
+    return value, "EiB"
+
+
+def _scaled_size(text: str) -> int | None:
+    """
+    @param text: a sysfs size (C{32768K}, C{1M}, C{512}).
+    @return: bytes, or C{None} when it is not a size.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(i?B)?\s*", text, re.IGNORECASE)
+    if match is None:
+        return None
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return int(match.group(1)) * scale[match.group(2).upper()]
+
+
+def _run_command(argv: Sequence[str], timeout: float) -> tuple[int, str] | None:
+    """
+    @return: (exit status, stdout) of C{argv}, or C{None} when it is not
+        installed, cannot start or times out.
+    """
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.returncode, done.stdout
+
+
 def _resolver_canonical_name(name: str) -> str | None:
     """
     @param name: a host name.
@@ -148,6 +270,18 @@ def _resolver_canonical_name(name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _CPUIdentity:
+    """
+    What does not change while the daemon runs: the decoded CPU and the
+    facts libvirt gathers with it.
+    """
+
+    decoded: DecodedCPU | None
+    signature: tuple[int, int, int] | None
+    tsc: TSCCounter | None
+
+
 class NodeFacts:
     """
     Read host facts below injectable roots.
@@ -157,25 +291,56 @@ class NodeFacts:
     @ivar etc: where C{machine-id} is looked up.
     """
 
+    log = Logger()
+
     def __init__(self, proc: str = "/proc", sys: str = "/sys", etc: str = "/etc", *,
+                 dev: str = "/dev",
+                 cpu_map_dir: str = DEFAULT_CPU_MAP_DIR,
                  arch: Callable[[], str] = host_arch,
                  gethostname: Callable[[], str] = socket.gethostname,
-                 canonical_name: Callable[[str], str | None] | None = None) -> None:
+                 canonical_name: Callable[[str], str | None] | None = None,
+                 cpuid: Callable[[], CPUData | None] | None = None,
+                 msr: Callable[[int], int | None] | None = None,
+                 tsc: Callable[[], tuple[int, bool] | None] | None = None,
+                 run: Runner = _run_command,
+                 page_size: int | None = None,
+                 ids: Callable[[], tuple[int, int]] = lambda: (os.getuid(), os.getgid()),
+                 ) -> None:
         """
         @param proc: procfs root.
         @param sys: sysfs root.
         @param etc: the C{/etc} directory.
+        @param dev: the device directory (C{cpu/0/cpuid}, C{cpu/0/msr}, C{kvm}).
+        @param cpu_map_dir: libvirt's CPU map (read when it is installed).
         @param arch: returns the host arch in libvirt's spelling.
         @param gethostname: returns the kernel's host name.
         @param canonical_name: asks the resolver for a name's canonical
             form (C{None} when it has none); C{getaddrinfo} by default.
+        @param cpuid: returns the host's raw CPUID data (C{None}: unreadable);
+            L{hostcpu.read_host_cpuid} below C{dev} by default.
+        @param msr: reads an MSR (C{None}: unreadable); L{hostcpu.read_msr}.
+        @param tsc: returns (TSC Hz, scaling) from KVM (C{None}: no KVM);
+            L{hostcpu.kvm_tsc_info} on C{dev/kvm} by default.
+        @param run: runs the power-management queries.
+        @param page_size: the base page size in bytes (the system's).
+        @param ids: the uid and gid QEMU runs as (the daemon's own).
         """
         self.proc = proc
         self.sys = sys
         self.etc = etc
+        self.dev = dev
+        self.cpu_map_dir = cpu_map_dir
         self._arch = arch
         self._gethostname = gethostname
         self._canonical_name = canonical_name or _resolver_canonical_name
+        self._cpuid = cpuid or (lambda: hostcpu.read_host_cpuid(dev))
+        self._msr = msr or (lambda index: hostcpu.read_msr(index, dev))
+        self._tsc = tsc or (lambda: hostcpu.kvm_tsc_info(os.path.join(dev, "kvm")))
+        self._run = run
+        self._page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        self._ids = ids
+        self._identity: _CPUIdentity | None = None
+        self._power: tuple[str, ...] | None = None
 
     # -- memory -------------------------------------------------------------
 
@@ -370,22 +535,349 @@ class NodeFacts:
         sockets = {s for s, _ in dies}
         return max(1, len(dies) // max(1, len(sockets)))
 
+    def _load_cpu_map(self) -> CPUMap | None:
+        try:
+            return load_cpu_map(self.cpu_map_dir)
+        except CPUMapError as e:
+            self.log.warn("libvirt's CPU map is unusable: {error}", error=str(e))
+            return None
+
+    def _cpu_identity(self) -> _CPUIdentity:
+        """
+        libvirt's C{virCPUx86GetHost}: CPUID (plus C{IA32_ARCH_CAPABILITIES}
+        when CPUID has the map's C{arch-capabilities}) decoded against the
+        CPU map; the TSC probed through KVM when the CPU has C{invtsc}.
+        Without CPUID or without the map there is no model, no features and
+        no counter; the signature then comes from CPUID or C{/proc/cpuinfo}.
+        """
+        if self._identity is not None:
+            return self._identity
+        decoded: DecodedCPU | None = None
+        signature: tuple[int, int, int] | None = None
+        tsc: TSCCounter | None = None
+        data = self._cpuid() if self._arch() in ("x86_64", "i686") else None
+        cpu_map = self._load_cpu_map() if data is not None else None
+        if data is not None:
+            signature = cpu_signature(data)
+        if data is not None and cpu_map is not None:
+            if has_feature(data, "arch-capabilities", cpu_map):
+                value = self._msr(0x10A)
+                if value is not None:
+                    data = CPUData(cpuid=data.cpuid, msr={**data.msr, 0x10A: value})
+            decoded = decode_host(data, cpu_map)
+            if decoded is None:
+                self.log.warn("no CPU model of libvirt's map fits this host's CPU")
+            if has_feature(data, "invtsc", cpu_map):
+                probed = self._tsc()
+                if probed is not None:
+                    tsc = TSCCounter(frequency=probed[0], scaling=probed[1])
+        if signature is None:
+            details = self.cpu_details()
+            if details.family and details.model is not None and details.stepping is not None:
+                signature = (details.family, details.model, details.stepping)
+        self._identity = _CPUIdentity(decoded=decoded, signature=signature, tsc=tsc)
+        return self._identity
+
+    def _cpuinfo_field(self, name: str) -> str | None:
+        """
+        @return: the first value of C{name} in C{/proc/cpuinfo}.
+        """
+        for line in self._cpuinfo().splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == name:
+                return value.strip()
+        return None
+
+    def microcode(self) -> int | None:
+        """
+        libvirt's C{virHostCPUGetMicrocodeVersion}: the first C{microcode}
+        of C{/proc/cpuinfo}, read as hexadecimal (x86 only).
+
+        @return: the version, or C{None}.
+        """
+        if self._arch() not in ("x86_64", "i686"):
+            return None
+        text = self._cpuinfo_field("microcode")
+        match = re.match(r"(?:0x)?([0-9a-fA-F]+)", text or "")
+        return int(match.group(1), 16) if match else None
+
+    def maxphysaddr(self) -> int | None:
+        """
+        libvirt's C{virHostCPUGetPhysAddrSize}: C{address sizes : N bits
+        physical} of C{/proc/cpuinfo} (x86 only).
+
+        @return: N, or C{None}.
+        """
+        if self._arch() not in ("x86_64", "i686"):
+            return None
+        match = re.match(r"(\d+)", self._cpuinfo_field("address sizes") or "")
+        return int(match.group(1)) if match else None
+
+    def _hugepage_sizes(self, directory: str) -> list[tuple[int, str]]:
+        """
+        @return: (size KiB, its directory) for each C{hugepages-NkB} in
+            C{directory}.
+        """
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        return sorted((int(m.group(1)), os.path.join(directory, n))
+                      for n in names if (m := _HUGEPAGES_RE.match(n)))
+
+    def page_sizes_kib(self) -> tuple[int, ...]:
+        """
+        libvirt's C{virCapabilitiesInitPages}: the base page and every size
+        in C{/sys/kernel/mm/hugepages}, increasing.
+        """
+        sizes = {self._page_size // 1024}
+        sizes.update(size for size, _ in self._hugepage_sizes(
+            os.path.join(self.sys, "kernel", "mm", "hugepages")))
+        return tuple(sorted(sizes))
+
     def host_cpu(self) -> HostCPU:
         """
-        The host section of the capabilities XML.
+        The C{<cpu>} of the capabilities' host section, as libvirt 9.0
+        builds it: the model, vendor, signature and extra features decoded
+        from CPUID with libvirt's CPU map (no model without CPUID or the
+        map), the microcode version, the KVM TSC counter, the topology of
+        L{node_info}, the physical address size and the page sizes.
 
-        C{model} is left unset: libvirt names a model from its CPU map
-        (C{kvm64}, C{EPYC-Milan}, ...), which C{/proc/cpuinfo}'s C{model
-        name} is not; L{cpu_details} has the raw facts.
-
-        @return: arch, vendor, topology (sockets per node x nodes, dies,
-            cores, threads) and the host UUID.
+        @return: the host CPU, with the host UUID.
         """
         info = self.node_info()
         details = self.cpu_details()
-        return HostCPU(arch=info.model, model=None, vendor=details.vendor,
-                       sockets=info.sockets * info.nodes, dies=self._dies(),
-                       cores=info.cores, threads=info.threads, uuid=self.host_uuid())
+        identity = self._cpu_identity()
+        decoded = identity.decoded
+        return HostCPU(
+            arch=info.model, model=decoded.model if decoded else None,
+            vendor=decoded.vendor if decoded and decoded.vendor else details.vendor,
+            sockets=info.sockets * info.nodes, dies=self._dies(),
+            cores=info.cores, threads=info.threads, uuid=self.host_uuid(),
+            microcode=self.microcode(), signature=identity.signature, tsc=identity.tsc,
+            maxphysaddr=self.maxphysaddr(), features=decoded.features if decoded else (),
+            pages_kib=self.page_sizes_kib())
+
+    # -- the rest of the capabilities' host section -------------------------------
+
+    def iommu(self) -> bool:
+        """
+        libvirt's C{virHostHasIOMMU}.
+
+        @return: whether C{/sys/kernel/iommu_groups} has any group.
+        """
+        try:
+            return bool(os.listdir(os.path.join(self.sys, "kernel", "iommu_groups")))
+        except OSError:
+            return False
+
+    def power_management(self) -> tuple[str, ...]:
+        """
+        libvirt's C{virNodeSuspendGetTargetMask}: for each suspend target,
+        ask systemd-logind over the system bus (C{busctl call ...
+        CanSuspend}, C{CanHibernate}, C{CanHybridSleep}: C{yes} means
+        supported); once logind cannot be reached, ask pm-utils instead
+        (C{pm-is-supported --suspend}, ...: exit status 0 means supported).
+        Neither available: nothing is supported.  Asked once, each query
+        bounded by a few seconds (it runs when the capabilities are first
+        asked for).
+
+        @return: the supported targets (C{suspend_mem}, C{suspend_disk},
+            C{suspend_hybrid}), in libvirt's order.
+        """
+        if self._power is not None:
+            return self._power
+        supported: list[str] = []
+        logind = True
+        for element, method, option in _SUSPEND_TARGETS:
+            if logind:
+                answer = self._run(["busctl", "--system", "--timeout=2", "call",
+                                    "org.freedesktop.login1", "/org/freedesktop/login1",
+                                    "org.freedesktop.login1.Manager", method], 3.0)
+                if answer is not None and answer[0] == 0:
+                    if answer[1].split() == ["s", '"yes"']:
+                        supported.append(element)
+                    continue
+                logind = False
+            answer = self._run(["pm-is-supported", option], 3.0)
+            if answer is not None and answer[0] == 0:
+                supported.append(element)
+        self._power = tuple(supported)
+        return self._power
+
+    def _cell_cpu(self, cpu: int) -> CellCPU:
+        """
+        libvirt's C{virCapabilitiesFillCPUInfo}: socket, die and core ids
+        (0 when missing or negative) and the thread siblings (the CPU alone
+        when missing).
+        """
+        topology = os.path.join(self._cpu_dir(cpu), "topology")
+
+        def value(name: str) -> int:
+            number = _read_int(os.path.join(topology, name))
+            return number if number is not None and number >= 0 else 0
+
+        siblings = [cpu]
+        text = _read(os.path.join(topology, "thread_siblings_list"))
+        if text is not None:
+            try:
+                siblings = parse_cpu_list(text) or [cpu]
+            except ValueError:
+                pass
+        return CellCPU(id=cpu, socket_id=value("physical_package_id"), die_id=value("die_id"),
+                       core_id=value("core_id"), siblings=format_cpu_list(siblings))
+
+    def _node_pages(self, node_dir: str, memory_kib: int) -> tuple[tuple[int, int], ...]:
+        """
+        libvirt's C{virNumaGetPages} for one node: each huge page size with
+        its pool size, and the base pages left once the pools are taken off
+        the node's memory.
+        """
+        pages: list[tuple[int, int]] = []
+        huge_bytes = 0
+        for size, directory in self._hugepage_sizes(os.path.join(node_dir, "hugepages")):
+            count = _read_int(os.path.join(directory, "nr_hugepages")) or 0
+            pages.append((size, count))
+            huge_bytes += size * 1024 * count
+        base = max(0, memory_kib * 1024 - huge_bytes) // self._page_size
+        pages.append((self._page_size // 1024, base))
+        return tuple(sorted(pages))
+
+    def numa_cells(self) -> tuple[NUMACell, ...]:
+        """
+        libvirt's C{virCapabilitiesHostNUMAInitReal} (sysfs NUMA nodes)
+        or, without nodes in sysfs, C{virCapabilitiesHostNUMAInitFake}
+        (one cell of all memory, CPUs numbered from L{node_info}'s
+        topology, no pages or distances).
+
+        For each node: its memory (C{MemTotal}), its pages, its distances
+        (the node's C{distance} file, one value per node, zeros left out)
+        and its CPUs (C{cpulist}) with their topology.
+
+        @return: the cells, by node id.
+        """
+        nodes = self._node_dirs()
+        if not nodes:
+            return self._fake_cells()
+        ids = [int(os.path.basename(n)[4:]) for n in nodes]
+        cells = []
+        for node_id, node in zip(ids, nodes, strict=True):
+            cpus: list[int] = []
+            text = _read(os.path.join(node, "cpulist"))
+            try:
+                cpus = parse_cpu_list(text) if text is not None else self._cpus_in(node)
+            except ValueError:
+                cpus = self._cpus_in(node)
+            meminfo = _read(os.path.join(node, "meminfo"))
+            memory = (_meminfo_kib(meminfo, "MemTotal") if meminfo is not None else None) or 0
+            distances: list[tuple[int, int]] = []
+            for other, word in zip(ids, (_read(os.path.join(node, "distance")) or "").split(),
+                                   strict=False):
+                if word.isdigit() and int(word):
+                    distances.append((other, int(word)))
+            cells.append(NUMACell(id=node_id, memory_kib=memory,
+                                  pages=self._node_pages(node, memory),
+                                  distances=tuple(distances),
+                                  cpus=tuple(self._cell_cpu(c) for c in cpus)))
+        return tuple(cells)
+
+    def _fake_cells(self) -> tuple[NUMACell, ...]:
+        info = self.node_info()
+        cpus: list[CellCPU] = []
+        cpu = 0
+        for _ in range(info.nodes):
+            for sock in range(info.sockets):
+                for core in range(info.cores):
+                    siblings = format_cpu_list(range(cpu, cpu + info.threads))
+                    for _ in range(info.threads):
+                        if self._online(cpu):
+                            cpus.append(CellCPU(id=cpu, socket_id=sock, die_id=0, core_id=core,
+                                                siblings=siblings))
+                        cpu += 1
+        return (NUMACell(id=0, memory_kib=info.memory_kib, cpus=tuple(cpus)),)
+
+    def cache_banks(self) -> tuple[CacheBank, ...]:
+        """
+        libvirt's C{virCapabilitiesInitCaches}: for every online CPU, each
+        C{cache/indexN} of level 3 or more (those missing C{id}, C{level},
+        C{type}, C{size} or C{shared_cpu_list} are skipped), once per
+        distinct bank, sorted by level then id.  An unknown cache type makes
+        libvirt give up on caches, and so do we.  The resctrl details
+        (C{<control>}, C{<monitor>}) are not reported.
+
+        @return: the banks.
+        """
+        base = os.path.join(self.sys, "devices", "system", "cpu")
+        online_text = _read(os.path.join(base, "online"))
+        try:
+            online = parse_cpu_list(online_text) if online_text is not None else []
+        except ValueError:
+            online = []
+        banks: list[CacheBank] = []
+        for cpu in online:
+            directory = os.path.join(base, f"cpu{cpu}", "cache")
+            try:
+                names = sorted(n for n in os.listdir(directory) if n.startswith("index"))
+            except OSError:
+                continue
+            for name in names:
+                index = os.path.join(directory, name)
+                level = _read_int(os.path.join(index, "level"))
+                if level is None or level < 3:
+                    continue
+                bank_id = _read_int(os.path.join(index, "id"))
+                kind = _read(os.path.join(index, "type"))
+                size_text = _read(os.path.join(index, "size"))
+                shared = _read(os.path.join(index, "shared_cpu_list"))
+                if bank_id is None or kind is None or size_text is None or shared is None:
+                    continue
+                size = _scaled_size(size_text)
+                bank_type = _CACHE_TYPES.get(kind.strip())
+                if bank_type is None:
+                    self.log.warn("unknown cache type {type!r}", type=kind.strip())
+                    return ()
+                try:
+                    cpus = format_cpu_list(parse_cpu_list(shared))
+                except ValueError:
+                    continue
+                if size is None:
+                    continue
+                number, unit = pretty_size(size)
+                bank = CacheBank(id=bank_id, level=level, type=bank_type, size=number,
+                                 unit=unit, cpus=cpus)
+                if bank not in banks:
+                    banks.append(bank)
+        return tuple(sorted(banks, key=lambda b: (b.level, b.id)))
+
+    def secmodels(self) -> tuple[SecModel, ...]:
+        """
+        The security models: C{none}, then C{dac} with the base label
+        C{+UID:+GID} of the user QEMU runs as (the daemon's own user) for
+        both domain types, as libvirt's DAC driver reports its user.
+        """
+        uid, gid = self._ids()
+        label = f"+{uid}:+{gid}"
+        return (SecModel("none"), SecModel("dac", labels=(("kvm", label), ("qemu", label))))
+
+    def probe_slow_facts(self) -> None:
+        """
+        Work out and keep what L{host_caps} needs that may take long: the
+        CPU identity (CPUID, possibly in a child process; the KVM TSC probe)
+        and the power-management queries (child processes bounded by a few
+        seconds each).  Blocking: run it in a thread, before L{host_caps}
+        is first called from the reactor.
+        """
+        self._cpu_identity()
+        self.power_management()
+
+    def host_caps(self) -> HostCaps:
+        """
+        @return: the whole host section of C{virsh capabilities}; quick
+            once L{probe_slow_facts} has run.
+        """
+        return HostCaps(cpu=self.host_cpu(), power_management=self.power_management(),
+                        iommu=self.iommu(), cells=self.numa_cells(), caches=self.cache_banks(),
+                        secmodels=self.secmodels())
 
     # -- identity -----------------------------------------------------------
 

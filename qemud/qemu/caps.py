@@ -35,16 +35,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import xmltodict
-
 from qemud.domain.model import Domain
 from qemud.errors import ConfigUnsupportedError, HostSystemError
 
 __all__ = [
     "BINARY_FOR_ARCH",
+    "CacheBank",
     "CapsCache",
+    "CellCPU",
     "HostCPU",
+    "HostCaps",
+    "NUMACell",
     "QemuCaps",
+    "SecModel",
+    "TSCCounter",
     "arch_of_binary",
     "capabilities_xml",
     "check_kvm_usable",
@@ -682,15 +686,35 @@ def emulator_for_arch(arch: str, search_path: str | None = None) -> str:
 # ---------------------------------------------------------------- capabilities XML
 
 @dataclass(frozen=True)
+class TSCCounter:
+    """
+    The host's invariant TSC as KVM reports it (C{<counter name='tsc'>}).
+
+    @ivar frequency: in Hz.
+    @ivar scaling: whether KVM can scale it for guests (C{None}: unknown).
+    """
+
+    frequency: int
+    scaling: bool | None = None
+
+
+@dataclass(frozen=True)
 class HostCPU:
     """
-    The host side of C{virsh capabilities}.
+    The host CPU of C{virsh capabilities} (the C{<cpu>} element), plus the
+    host UUID.
 
     @ivar arch: the host arch.
-    @ivar model: CPU model name, if known.
+    @ivar model: CPU model name from libvirt's CPU map, if known.
     @ivar vendor: CPU vendor, if known.
     @ivar sockets: topology, when all four are given.
     @ivar uuid: the host UUID.
+    @ivar microcode: the microcode version (C{None} or 0: not shown).
+    @ivar signature: (family, model, stepping).
+    @ivar tsc: the invariant TSC, when the CPU has one and KVM reports it.
+    @ivar maxphysaddr: physical address bits.
+    @ivar features: the features beyond C{model}, in the CPU map's order.
+    @ivar pages_kib: page sizes in KiB (the base page and each huge page).
     """
 
     arch: str
@@ -701,88 +725,281 @@ class HostCPU:
     cores: int | None = None
     threads: int | None = None
     uuid: str | None = None
+    microcode: int | None = None
+    signature: tuple[int, int, int] | None = None
+    tsc: TSCCounter | None = None
+    maxphysaddr: int | None = None
+    features: tuple[str, ...] = ()
+    pages_kib: tuple[int, ...] = ()
 
 
-def _guest_element(caps: QemuCaps) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CellCPU:
+    """
+    One CPU of a NUMA cell.
+
+    @ivar siblings: its thread siblings as a CPU list (C{0-1}); C{None}
+        when the topology is unknown (then only the id is shown).
+    """
+
+    id: int
+    socket_id: int = 0
+    die_id: int = 0
+    core_id: int = 0
+    siblings: str | None = None
+
+
+@dataclass(frozen=True)
+class NUMACell:
+    """
+    One host NUMA cell.
+
+    @ivar memory_kib: its memory (0: not shown).
+    @ivar pages: (page size KiB, pages in the pool), by increasing size.
+    @ivar distances: (other cell id, distance).
+    """
+
+    id: int
+    memory_kib: int = 0
+    pages: tuple[tuple[int, int], ...] = ()
+    distances: tuple[tuple[int, int], ...] = ()
+    cpus: tuple[CellCPU, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheBank:
+    """
+    One host cache bank (level 3 and up).
+
+    @ivar type: C{both}, C{code} or C{data}.
+    @ivar size: in C{unit}s.
+    @ivar unit: C{B}, C{KiB}, C{MiB}, ...
+    @ivar cpus: the CPUs sharing it, as a CPU list.
+    """
+
+    id: int
+    level: int
+    type: str
+    size: int
+    unit: str
+    cpus: str
+
+
+@dataclass(frozen=True)
+class SecModel:
+    """
+    A security model (C{<secmodel>}).
+
+    @ivar labels: (type, base label) pairs.
+    """
+
+    model: str
+    doi: str = "0"
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HostCaps:
+    """
+    The whole C{<host>} element of C{virsh capabilities}.
+
+    @ivar cpu: the host CPU (and UUID).
+    @ivar power_management: suspend targets (C{suspend_mem},
+        C{suspend_disk}, C{suspend_hybrid}) the host supports.
+    @ivar iommu: whether the host has IOMMU groups.
+    @ivar cells: NUMA cells (none: no C{<topology>}).
+    @ivar caches: cache banks (none: no C{<cache>}).
+    @ivar secmodels: the security models, in order.
+    """
+
+    cpu: HostCPU
+    power_management: tuple[str, ...] = ()
+    iommu: bool = False
+    cells: tuple[NUMACell, ...] = ()
+    caches: tuple[CacheBank, ...] = ()
+    secmodels: tuple[SecModel, ...] = (SecModel("none"),)
+
+
+_XML_ESCAPES = str.maketrans({"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;",
+                              '"': "&quot;"})
+
+
+@dataclass(frozen=True)
+class _Element:
+    """One element to print: attributes in order, then text or children."""
+
+    tag: str
+    attrs: tuple[tuple[str, object], ...] = ()
+    children: tuple[_Element, ...] = ()
+    text: str | None = None
+
+
+def _render(out: list[str], indent: str, element: _Element) -> None:
+    """
+    Print an element libvirt's way: two-space indentation, single-quoted
+    attributes, empty elements self-closed.
+    """
+    head = element.tag + "".join(f" {name}='{str(value).translate(_XML_ESCAPES)}'"
+                                 for name, value in element.attrs)
+    if element.text is not None:
+        out.append(f"{indent}<{head}>{element.text.translate(_XML_ESCAPES)}</{element.tag}>")
+    elif element.children:
+        out.append(f"{indent}<{head}>")
+        for child in element.children:
+            _render(out, indent + "  ", child)
+        out.append(f"{indent}</{element.tag}>")
+    else:
+        out.append(f"{indent}<{head}/>")
+
+
+def _cpu_element(cpu: HostCPU) -> _Element:
+    """
+    @return: C{<cpu>} in libvirt's order (C{virCPUDefFormatBuf} for a host
+        CPU, then the page sizes).
+    """
+    children = [_Element("arch", text=cpu.arch)]
+    if cpu.model is not None:
+        children.append(_Element("model", text=cpu.model))
+    if cpu.vendor is not None:
+        children.append(_Element("vendor", text=cpu.vendor))
+    if cpu.microcode:
+        children.append(_Element("microcode", (("version", cpu.microcode),)))
+    if cpu.signature is not None and cpu.signature[0]:
+        family, model, stepping = cpu.signature
+        children.append(_Element("signature", (("family", family), ("model", model),
+                                               ("stepping", stepping))))
+    if cpu.tsc is not None:
+        attrs: list[tuple[str, object]] = [("name", "tsc"), ("frequency", cpu.tsc.frequency)]
+        if cpu.tsc.scaling is not None:
+            attrs.append(("scaling", "yes" if cpu.tsc.scaling else "no"))
+        children.append(_Element("counter", tuple(attrs)))
+    topology = (cpu.sockets, cpu.dies, cpu.cores, cpu.threads)
+    if all(value is not None for value in topology):
+        children.append(_Element("topology", (("sockets", cpu.sockets), ("dies", cpu.dies),
+                                              ("cores", cpu.cores), ("threads", cpu.threads))))
+    if cpu.maxphysaddr is not None:
+        children.append(_Element("maxphysaddr", (("mode", "emulate"),
+                                                 ("bits", cpu.maxphysaddr))))
+    children.extend(_Element("feature", (("name", name),)) for name in cpu.features)
+    children.extend(_Element("pages", (("unit", "KiB"), ("size", size)))
+                    for size in cpu.pages_kib)
+    return _Element("cpu", children=tuple(children))
+
+
+def _topology_element(cells: Sequence[NUMACell]) -> _Element:
+    """
+    @return: C{<topology><cells>} (libvirt's C{virCapabilitiesHostNUMAFormat}).
+    """
+    out = []
+    for cell in cells:
+        children = []
+        if cell.memory_kib:
+            children.append(_Element("memory", (("unit", "KiB"),), text=str(cell.memory_kib)))
+        children.extend(_Element("pages", (("unit", "KiB"), ("size", size)), text=str(count))
+                        for size, count in cell.pages)
+        if cell.distances:
+            children.append(_Element("distances", children=tuple(
+                _Element("sibling", (("id", other), ("value", value)))
+                for other, value in cell.distances)))
+        cpus = []
+        for cpu in cell.cpus:
+            attrs: tuple[tuple[str, object], ...] = (("id", cpu.id),)
+            if cpu.siblings is not None:
+                attrs += (("socket_id", cpu.socket_id), ("die_id", cpu.die_id),
+                          ("core_id", cpu.core_id), ("siblings", cpu.siblings))
+            cpus.append(_Element("cpu", attrs))
+        children.append(_Element("cpus", (("num", len(cell.cpus)),), children=tuple(cpus)))
+        out.append(_Element("cell", (("id", cell.id),), children=tuple(children)))
+    return _Element("topology", children=(
+        _Element("cells", (("num", len(cells)),), children=tuple(out)),))
+
+
+def _host_element(host: HostCaps) -> _Element:
+    """
+    @return: C{<host>} in libvirt's order (C{virCapabilitiesFormatHostXML}).
+        qemud does not migrate guests, so there is no C{<migration_features>}.
+    """
+    children = []
+    if host.cpu.uuid is not None:
+        children.append(_Element("uuid", text=host.cpu.uuid))
+    children.append(_cpu_element(host.cpu))
+    children.append(_Element("power_management", children=tuple(
+        _Element(target) for target in host.power_management)))
+    children.append(_Element("iommu", (("support", "yes" if host.iommu else "no"),)))
+    if host.cells:
+        children.append(_topology_element(host.cells))
+    if host.caches:
+        children.append(_Element("cache", children=tuple(
+            _Element("bank", (("id", b.id), ("level", b.level), ("type", b.type),
+                              ("size", b.size), ("unit", b.unit), ("cpus", b.cpus)))
+            for b in host.caches)))
+    for secmodel in host.secmodels:
+        labels = tuple(_Element("baselabel", (("type", kind),), text=label)
+                       for kind, label in secmodel.labels)
+        children.append(_Element("secmodel", children=(
+            _Element("model", text=secmodel.model), _Element("doi", text=secmodel.doi),
+            *labels)))
+    return _Element("host", children=tuple(children))
+
+
+def _guest_element(caps: QemuCaps) -> _Element:
     """
     @param caps: one binary's caps.
-    @return: the C{<guest>} element as an xmltodict tree.
+    @return: the C{<guest>} element.
     """
     canonical_to_aliases: dict[str, list[str]] = {}
     for alias, canonical in caps.machine_aliases.items():
         canonical_to_aliases.setdefault(canonical, []).append(alias)
-    machines: list[dict[str, Any]] = []
+    machines: list[_Element] = []
     for name in caps.machines:
         if name == "none":
             continue
-        entry: dict[str, Any] = {}
+        attrs: tuple[tuple[str, object], ...] = ()
         if name in caps.machine_max_cpus:
-            entry["@maxCpus"] = str(caps.machine_max_cpus[name])
+            attrs += (("maxCpus", caps.machine_max_cpus[name]),)
         if name in caps.deprecated_machines:
-            entry["@deprecated"] = "yes"
-        machines.append({**entry, "#text": name})
+            attrs += (("deprecated", "yes"),)
+        machines.append(_Element("machine", attrs, text=name))
         for alias in sorted(canonical_to_aliases.get(name, ())):
-            machines.append({"@canonical": name, **entry, "#text": alias})
-    domains = [{"@type": "qemu"}]
+            machines.append(_Element("machine", (("canonical", name), *attrs), text=alias))
+    domains = [_Element("domain", (("type", "qemu"),))]
     if caps.kvm_usable:
-        domains.append({"@type": "kvm"})
-    features: dict[str, Any] = {}
+        domains.append(_Element("domain", (("type", "kvm"),)))
+    features: list[_Element] = []
     if caps.arch in ("x86_64", "i686"):
-        features = {
-            "acpi": {"@default": "on", "@toggle": "yes"},
-            "apic": {"@default": "on", "@toggle": "no"},
-        }
         if caps.arch == "i686":
-            features["pae"] = None
-            features["nonpae"] = None
-        features["cpuselection"] = None
-        features["deviceboot"] = None
-    else:
-        features = {"cpuselection": None, "deviceboot": None}
-    features["disksnapshot"] = {"@default": "on", "@toggle": "no"}
-    return {
-        "os_type": "hvm",
-        "arch": {
-            "@name": caps.arch,
-            "wordsize": str(_WORDSIZE.get(caps.arch, 64)),
-            "emulator": caps.binary,
-            "machine": machines,
-            "domain": domains,
-        },
-        "features": features,
-    }
+            features += [_Element("pae"), _Element("nonpae")]
+        features += [_Element("acpi", (("default", "on"), ("toggle", "yes"))),
+                     _Element("apic", (("default", "on"), ("toggle", "no")))]
+    features += [_Element("cpuselection"), _Element("deviceboot"),
+                 _Element("disksnapshot", (("default", "on"), ("toggle", "no")))]
+    arch = _Element("arch", (("name", caps.arch),), children=(
+        _Element("wordsize", text=str(_WORDSIZE.get(caps.arch, 64))),
+        _Element("emulator", text=caps.binary), *machines, *domains))
+    return _Element("guest", children=(_Element("os_type", text="hvm"), arch,
+                                       _Element("features", children=tuple(features))))
 
 
-def capabilities_xml(host: HostCPU, guests: Sequence[QemuCaps]) -> str:
+def capabilities_xml(host: HostCPU | HostCaps, guests: Sequence[QemuCaps]) -> str:
     """
-    Render libvirt's capabilities document (what C{virsh capabilities} prints).
+    Render libvirt's capabilities document (what C{virsh capabilities}
+    prints), laid out as libvirtd 9.0 lays it out (C{virCapabilitiesFormatXML}:
+    a blank line after the opening tag and after each section).
 
-    @param host: the host CPU description.
+    @param host: the host section, or only its CPU (then the other host
+        facts are empty: no NUMA cells, no caches, no IOMMU, secmodel
+        C{none}).
     @param guests: the caps of each emulator, one C{<guest>} each.
     @return: the XML text.
     """
-    cpu: dict[str, Any] = {"arch": host.arch}
-    if host.model is not None:
-        cpu["model"] = host.model
-    if host.vendor is not None:
-        cpu["vendor"] = host.vendor
-    topology = (host.sockets, host.dies, host.cores, host.threads)
-    if all(value is not None for value in topology):
-        cpu["topology"] = {"@sockets": str(host.sockets), "@dies": str(host.dies),
-                           "@cores": str(host.cores), "@threads": str(host.threads)}
-    host_element: dict[str, Any] = {}
-    if host.uuid is not None:
-        host_element["uuid"] = host.uuid
-    host_element["cpu"] = cpu
-    host_element["power_management"] = None
-    host_element["migration_features"] = {
-        "live": None, "uri_transports": {"uri_transport": ["tcp"]}}
-    host_element["secmodel"] = {"model": "none", "doi": "0"}
-    document = {"capabilities": {"host": host_element,
-                                 "guest": [_guest_element(caps) for caps in guests]}}
-    text: str = xmltodict.unparse(document, pretty=True, indent="  ", full_document=False,
-                                  short_empty_elements=True)
-    return text + "\n"
+    if isinstance(host, HostCPU):
+        host = HostCaps(cpu=host)
+    out = ["<capabilities>", ""]
+    for section in (_host_element(host), *(_guest_element(caps) for caps in guests)):
+        _render(out, "  ", section)
+        out.append("")
+    out.append("</capabilities>")
+    return "\n".join(out) + "\n"
 
 
 def installed_emulators(search_path: str | None = None) -> list[str]:

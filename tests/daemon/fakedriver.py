@@ -96,20 +96,41 @@ class DriverEnv:
         self.store = DomainStore(self.paths.config_dir, self.paths.status_dir,
                                  self.paths.autostart_dir)
         self.caps = FixtureCaps()
+        self.threads: list[tuple[Any, Deferred[None]]] = []
         self.vnc = VncPortAllocator(probe=lambda listen, port: True)
         fake_root = os.path.join(self.root, "host")
         self.driver = DomainDriver(
             self.reactor, self.paths, self.store, self.caps,  # type: ignore[arg-type]
             NodeFacts(os.path.join(fake_root, "proc"), os.path.join(fake_root, "sys"),
-                      os.path.join(fake_root, "etc"), gethostname=lambda: "testhost"),
+                      os.path.join(fake_root, "etc"), dev=os.path.join(fake_root, "dev"),
+                      cpu_map_dir=os.path.join(fake_root, "cpu_map"),
+                      gethostname=lambda: "testhost", cpuid=lambda: None, tsc=lambda: None,
+                      msr=lambda index: None, run=lambda argv, timeout: None,
+                      ids=lambda: (1000, 1000)),
             self.vnc,
             guest_factory=partial(Guest, procfs=self.reactor.procfs, listener=self.listener),
             guest_attach=guest_attach or partial(Guest.attach, procfs=self.reactor.procfs),
             procfs=self.reactor.procfs,
+            in_thread=self._in_thread,
         )
         self.events: list[DomainEvent] = []
         self.driver.add_event_listener(self.events.append)
         self.servers: dict[str, FakeQMPServer] = {}
+
+    def _in_thread(self, work: Any) -> Deferred[None]:
+        """
+        The driver's thread runner: C{work} waits in L{threads} until
+        L{run_threads}.
+        """
+        d: Deferred[None] = Deferred()
+        self.threads.append((work, d))
+        return d
+
+    def run_threads(self) -> None:
+        """Run the work handed to threads so far, as the thread pool would."""
+        pending, self.threads = self.threads, []
+        for work, d in pending:
+            d.callback(work())
 
     # -- fakes --------------------------------------------------------------
 

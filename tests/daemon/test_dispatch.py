@@ -125,8 +125,8 @@ class FakeDriver:
     def node_info(self) -> NodeInfo:
         return NodeInfo("x86_64", 4942028, 2, 2596, 1, 1, 2, 1)
 
-    def capabilities_xml(self) -> str:
-        return "<capabilities/>"
+    def capabilities_xml(self) -> Deferred[str]:
+        return succeed("<capabilities/>")
 
     def node_free_memory(self) -> int:
         return 1 << 30

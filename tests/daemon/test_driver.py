@@ -778,6 +778,56 @@ class AutostartTests(SynchronousTestCase):
         self.assertFalse(env2.driver.get_autostart(raw(UUID2)))
 
 
+class CapabilitiesTests(SynchronousTestCase):
+    """capabilities_xml: the host's slow facts are probed off the reactor."""
+
+    def env(self) -> DriverEnv:
+        """@return: a driver whose fake host has one CPU and some memory."""
+        env = DriverEnv(self)
+        proc = os.path.join(env.root, "host", "proc")
+        os.makedirs(proc, exist_ok=True)
+        with open(os.path.join(proc, "cpuinfo"), "w") as f:
+            f.write("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu MHz\t\t: 2596.146\n\n")
+        with open(os.path.join(proc, "meminfo"), "w") as f:
+            f.write("MemTotal:        1024000 kB\nMemFree:          512000 kB\n")
+        return env
+
+    def test_probe_in_thread_once(self) -> None:
+        """
+        The first call hands the slow host probe to a thread and answers
+        once it is done; a call made meanwhile waits for the same probe;
+        later calls answer at once without probing again.
+        """
+        env = self.env()
+        first = env.driver.capabilities_xml()
+        second = env.driver.capabilities_xml()
+        self.assertNoResult(first)
+        self.assertEqual(len(env.threads), 1)
+        env.run_threads()
+        texts = [self.successResultOf(d) for d in (first, second)]
+        self.assertIn("<host>", texts[0])
+        self.assertIn("<emulator>", texts[0])
+        self.assertEqual(texts[1], texts[0])
+        third = env.driver.capabilities_xml()
+        self.assertEqual(env.threads, [])
+        self.assertEqual(self.successResultOf(third), texts[0])
+
+    def test_failed_probe_is_retried(self) -> None:
+        """
+        A probe that raises fails the call that waited for it with the
+        cause, and the next call probes again.
+        """
+        env = self.env()
+        d = env.driver.capabilities_xml()
+        work, waiting = env.threads.pop()
+        waiting.errback(OSError("cpuid unreadable"))
+        self.failureResultOf(d, OSError)
+        again = env.driver.capabilities_xml()
+        self.assertEqual(len(env.threads), 1)
+        env.run_threads()
+        self.assertIn("<host>", self.successResultOf(again))
+
+
 class DescriptionTests(SynchronousTestCase):
     """get_xml_desc and get_info."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import xml.etree.ElementTree as ET
@@ -221,6 +222,153 @@ class HostTests:
         """
         out = virsh_ok(any_uri, "list", "--all")
         assert out.splitlines()[0] == " Id   Name   State" or out.startswith(" Id   Name")
+
+
+def _host_cpu_data() -> Any:
+    """
+    @return: this machine's CPUID (with C{IA32_ARCH_CAPABILITIES} when it
+        applies) read the way the daemon reads it, and libvirt's map;
+        either may be C{None}.
+    """
+    from qemud.daemon.hostcpu import read_host_cpuid, with_arch_capabilities
+    from qemud.qemu.cpumap import load_cpu_map
+
+    cpu_map = load_cpu_map()
+    data = read_host_cpuid()
+    if data is not None and cpu_map is not None:
+        data = with_arch_capabilities(data, cpu_map)
+    return data, cpu_map
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """@return: the first value of C{name} in C{/proc/cpuinfo}."""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == name:
+                return value.strip()
+    return None
+
+
+class CapabilitiesHostTests:
+    """
+    The host section of C{virsh capabilities} against a real daemon on this
+    machine, checked against this machine's facts and, on the traced
+    machine type, against what libvirtd 9.0 printed.
+    """
+
+    def test_cpu_consistent_with_map(self, daemon: DaemonProcess) -> None:
+        """
+        On any machine: the model is a map model, the host has every
+        feature of it, and the model's features plus the listed ones are
+        exactly the host's features (listed once each, in map order);
+        without CPUID or the map there is neither model nor feature.  The
+        signature is CPUID's, the microcode and physical address size
+        cpuinfo's, the page sizes the base page and the huge page sizes.
+        """
+        from qemud.qemu.cpumap import cpu_signature, features_in, model_features
+
+        cpu = ET.fromstring(virsh_ok(daemon.uri, "capabilities")).find("host/cpu")
+        assert cpu is not None
+        listed = [f.get("name") for f in cpu.findall("feature")]
+        data, cpu_map = _host_cpu_data()
+        if data is None or cpu_map is None:
+            assert cpu.find("model") is None and listed == []
+            return
+        model = cpu.findtext("model")
+        assert model in {m.name for m in cpu_map.models}
+        host_features = features_in(data, cpu_map)
+        own = set(model_features(cpu_map, model))
+        assert own <= set(host_features), f"disabled: {own - set(host_features)}"
+        assert own | set(listed) == set(host_features)
+        assert len(listed) == len(set(listed))
+        order = [f.name for f in cpu_map.features]
+        assert listed == sorted(listed, key=order.index)
+        signature = cpu.find("signature")
+        assert signature is not None
+        assert tuple(int(signature.get(k, "-1")) for k in ("family", "model", "stepping")) \
+            == cpu_signature(data)
+        microcode = _cpuinfo_field("microcode")
+        if microcode:
+            assert cpu.find("microcode").get("version") == str(int(microcode, 16))  # type: ignore
+        bits = (_cpuinfo_field("address sizes") or "").split(" ")[0]
+        assert cpu.find("maxphysaddr").get("bits") == bits  # type: ignore[union-attr]
+        huge = os.listdir("/sys/kernel/mm/hugepages") if os.path.isdir(
+            "/sys/kernel/mm/hugepages") else []
+        sizes = sorted({os.sysconf("SC_PAGE_SIZE") // 1024,
+                        *(int(n[10:-2]) for n in huge if n.startswith("hugepages-"))})
+        assert [int(p.get("size", "0")) for p in cpu.findall("pages")] == sizes
+        counter = cpu.find("counter")
+        if counter is not None:
+            assert "invtsc" in host_features
+            assert int(counter.get("frequency", "0")) > 0
+            assert counter.get("scaling") in ("yes", "no")
+
+    def test_rest_of_host_section(self, daemon: DaemonProcess) -> None:
+        """
+        On any machine: libvirt's order of host elements without
+        C{migration_features}; IOMMU support as C{/sys/kernel/iommu_groups}
+        says; one NUMA cell per sysfs node holding every online CPU; cache
+        banks of level 3 or more; security models C{none} then C{dac}
+        labelled with the daemon's uid and gid.
+        """
+        host = ET.fromstring(virsh_ok(daemon.uri, "capabilities")).find("host")
+        assert host is not None
+        tags = [child.tag for child in host]
+        assert tags[:4] == ["uuid", "cpu", "power_management", "iommu"]
+        assert "migration_features" not in tags
+        assert tags[-2:] == ["secmodel", "secmodel"]
+        groups = "/sys/kernel/iommu_groups"
+        iommu = os.path.isdir(groups) and bool(os.listdir(groups))
+        assert host.find("iommu").get("support") == ("yes" if iommu else "no")  # type: ignore
+        nodes = [n for n in os.listdir("/sys/devices/system/node")
+                 if n.startswith("node") and n[4:].isdigit()]
+        cells = host.findall("topology/cells/cell")
+        assert len(cells) == max(1, len(nodes))
+        with open("/sys/devices/system/cpu/online") as f:
+            online_text = f.read().strip()
+        from qemud.daemon.node import parse_cpu_list
+        cell_cpus = sorted(int(c.get("id", "-1")) for c in host.findall(
+            "topology/cells/cell/cpus/cpu"))
+        assert cell_cpus == parse_cpu_list(online_text)
+        assert all(int(b.get("level", "0")) >= 3 for b in host.findall("cache/bank"))
+        secmodels = host.findall("secmodel")
+        assert [m.findtext("model") for m in secmodels] == ["none", "dac"]
+        label = f"+{os.getuid()}:+{os.getgid()}"
+        assert [(b.get("type"), b.text) for b in secmodels[1].findall("baselabel")] == [
+            ("kvm", label), ("qemu", label)]
+
+    def test_like_libvirtd_on_traced_machine(self, daemon: DaemonProcess) -> None:
+        """
+        On the traced machine type (its signature and microcode): the whole
+        C{<cpu>} element is libvirtd's, line for line, except the TSC
+        frequency (KVM measures it at each boot); and the host section is
+        libvirtd's once the host's UUID, memory sizes and the
+        C{<migration_features>} qemud does not offer are set aside.
+        """
+        from tests.cpudata import TRACE_MICROCODE, TRACE_SIGNATURE, trace_element
+
+        out = virsh_ok(daemon.uri, "capabilities")
+        cpu = ET.fromstring(out).find("host/cpu")
+        assert cpu is not None
+        signature = cpu.find("signature")
+        microcode = cpu.find("microcode")
+        here = (tuple(int(signature.get(k, "-1")) for k in ("family", "model", "stepping"))
+                if signature is not None else None,
+                int(microcode.get("version", "0")) if microcode is not None else None)
+        if here != (TRACE_SIGNATURE, TRACE_MICROCODE):
+            pytest.skip(f"not the traced machine type: (signature, microcode) = {here}")
+
+        def normal(text: str) -> str:
+            text = re.sub(r"frequency='\d+'", "frequency='F'", text)
+            text = re.sub(r"<uuid>[^<]*</uuid>", "<uuid>U</uuid>", text)
+            text = re.sub(r"(<memory unit='KiB'>)\d+<", r"\1M<", text)
+            text = re.sub(r"(<pages unit='KiB' size='4'>)\d+<", r"\1P<", text)
+            return re.sub(r" *<migration_features>\n.*? *</migration_features>\n", "", text,
+                          flags=re.S)
+
+        assert normal(trace_element("cpu", out)) == normal(trace_element("cpu"))
+        assert normal(trace_element("host", out)) == normal(trace_element("host"))
 
 
 class ListTableTests:

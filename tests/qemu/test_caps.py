@@ -7,6 +7,7 @@ selection and the capabilities XML.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -20,9 +21,15 @@ import qemud.qemu.caps as caps_module
 from qemud.domain.model import OS, Devices, Domain
 from qemud.errors import ConfigUnsupportedError, InvalidArgError
 from qemud.qemu.caps import (
+    CacheBank,
     CapsCache,
+    CellCPU,
+    HostCaps,
     HostCPU,
+    NUMACell,
     QemuCaps,
+    SecModel,
+    TSCCounter,
     arch_of_binary,
     capabilities_xml,
     check_kvm_usable,
@@ -35,6 +42,7 @@ from qemud.qemu.caps import (
     parse_machine_help,
     parse_version,
 )
+from tests.cpudata import trace_capabilities
 from tests.qemu.test_argv import load_caps
 
 MACHINE_HELP = """Supported machines are:
@@ -363,3 +371,133 @@ class CapabilitiesXMLTests(unittest.TestCase):
         self.assertNotIn("none", machines)
         self.assertEqual([d["@type"] for d in arch["domain"]], ["qemu", "kvm"])
         self.assertEqual([d["@type"] for d in guests["i686"]["arch"]["domain"]], ["qemu"])
+
+    def test_guests_like_libvirtd(self) -> None:
+        """
+        With the traced machine's QEMU 7.2 caps, each C{<guest>} prints as
+        libvirtd printed it (same lines, same order) except the order of
+        the C{<machine>} lines, which libvirt takes from QEMU's unordered
+        machine list.
+        """
+        guests = [replace(load_caps("i386"), kvm_problem=None),
+                  replace(load_caps(), kvm_problem=None)]
+        ours = capabilities_xml(HostCPU(arch="x86_64"), guests)
+        pattern = re.compile(r"^  <guest>\n.*?^  </guest>\n", re.M | re.S)
+        theirs = pattern.findall(trace_capabilities())
+        self.assertEqual(len(theirs), 2)
+        for got, want in zip(pattern.findall(ours), theirs, strict=True):
+            got_lines, want_lines = got.splitlines(), want.splitlines()
+            self.assertEqual([x for x in got_lines if "<machine" not in x],
+                             [x for x in want_lines if "<machine" not in x])
+            self.assertEqual(sorted(x for x in got_lines if "<machine" in x),
+                             sorted(x for x in want_lines if "<machine" in x))
+
+    def test_layout(self) -> None:
+        """
+        libvirt's layout: a blank line after C{<capabilities>} and after
+        each section, single-quoted attributes, empty elements self-closed,
+        special characters escaped; no C{<migration_features>} (qemud does
+        not migrate).
+        """
+        text = capabilities_xml(HostCPU(arch="x86_64", vendor="A&B <x>"), [load_caps()])
+        self.assertTrue(text.startswith("<capabilities>\n\n  <host>\n    <cpu>\n"))
+        self.assertTrue(text.endswith("  </guest>\n\n</capabilities>\n"))
+        self.assertIn("  </host>\n\n  <guest>\n", text)
+        self.assertIn("      <vendor>A&amp;B &lt;x&gt;</vendor>\n", text)
+        self.assertIn("    <arch name='x86_64'>\n", text)
+        self.assertNotIn('"', text)
+        self.assertNotIn("migration", text)
+        xmltodict.parse(text)
+
+    def test_host_cpu_only(self) -> None:
+        """
+        Given only the host CPU, the host section has no power management
+        targets, no IOMMU, no topology or caches, and secmodel C{none}.
+        """
+        text = capabilities_xml(HostCPU(arch="aarch64", uuid="u"), [])
+        self.assertEqual(text, (
+            "<capabilities>\n\n  <host>\n    <uuid>u</uuid>\n    <cpu>\n"
+            "      <arch>aarch64</arch>\n    </cpu>\n    <power_management/>\n"
+            "    <iommu support='no'/>\n    <secmodel>\n      <model>none</model>\n"
+            "      <doi>0</doi>\n    </secmodel>\n  </host>\n\n</capabilities>\n"))
+
+    def test_full_host(self) -> None:
+        """
+        Every part of the host section, in libvirt's order: the CPU's
+        arch, model, vendor, microcode, signature, counter, topology,
+        maxphysaddr, features and page sizes; power management; IOMMU; NUMA
+        cells (memory, pages, distances, CPUs); cache banks; security
+        models with base labels.
+        """
+        cpu = HostCPU(arch="x86_64", model="EPYC-Rome", vendor="AMD", sockets=1, dies=1,
+                      cores=2, threads=2, microcode=0x1000065, signature=(23, 49, 0),
+                      tsc=TSCCounter(2000000000, None), maxphysaddr=43,
+                      features=("x2apic", "invtsc"), pages_kib=(4, 2048))
+        host = HostCaps(
+            cpu=cpu, power_management=("suspend_mem", "suspend_disk"), iommu=True,
+            cells=(NUMACell(0, 1000, ((4, 250), (2048, 0)), ((0, 10), (1, 21)),
+                            (CellCPU(0, 0, 0, 0, "0,2"), CellCPU(2, 0, 0, 0, "0,2"))),
+                   NUMACell(1, 0, (), (), (CellCPU(1),))),
+            caches=(CacheBank(0, 3, "both", 16, "MiB", "0-3"),),
+            secmodels=(SecModel("none"), SecModel("dac", labels=(("kvm", "+1:+2"),))))
+        self.assertEqual(capabilities_xml(host, []), """\
+<capabilities>
+
+  <host>
+    <cpu>
+      <arch>x86_64</arch>
+      <model>EPYC-Rome</model>
+      <vendor>AMD</vendor>
+      <microcode version='16777317'/>
+      <signature family='23' model='49' stepping='0'/>
+      <counter name='tsc' frequency='2000000000'/>
+      <topology sockets='1' dies='1' cores='2' threads='2'/>
+      <maxphysaddr mode='emulate' bits='43'/>
+      <feature name='x2apic'/>
+      <feature name='invtsc'/>
+      <pages unit='KiB' size='4'/>
+      <pages unit='KiB' size='2048'/>
+    </cpu>
+    <power_management>
+      <suspend_mem/>
+      <suspend_disk/>
+    </power_management>
+    <iommu support='yes'/>
+    <topology>
+      <cells num='2'>
+        <cell id='0'>
+          <memory unit='KiB'>1000</memory>
+          <pages unit='KiB' size='4'>250</pages>
+          <pages unit='KiB' size='2048'>0</pages>
+          <distances>
+            <sibling id='0' value='10'/>
+            <sibling id='1' value='21'/>
+          </distances>
+          <cpus num='2'>
+            <cpu id='0' socket_id='0' die_id='0' core_id='0' siblings='0,2'/>
+            <cpu id='2' socket_id='0' die_id='0' core_id='0' siblings='0,2'/>
+          </cpus>
+        </cell>
+        <cell id='1'>
+          <cpus num='1'>
+            <cpu id='1'/>
+          </cpus>
+        </cell>
+      </cells>
+    </topology>
+    <cache>
+      <bank id='0' level='3' type='both' size='16' unit='MiB' cpus='0-3'/>
+    </cache>
+    <secmodel>
+      <model>none</model>
+      <doi>0</doi>
+    </secmodel>
+    <secmodel>
+      <model>dac</model>
+      <doi>0</doi>
+      <baselabel type='kvm'>+1:+2</baselabel>
+    </secmodel>
+  </host>
+
+</capabilities>
+""")
