@@ -40,6 +40,7 @@ from twisted.python.failure import Failure
 from qemud.daemon.node import NodeFacts, NodeInfo
 from qemud.daemon.paths import DaemonPaths
 from qemud.daemon.store import DomainStore
+from qemud.domain import pci
 from qemud.domain.defaults import assign_aliases, fill_defaults
 from qemud.domain.model import Disk, Domain, Graphics, Interface
 from qemud.domain.validate import validate_domain
@@ -720,7 +721,9 @@ class DomainDriver:
         caps = self._caps.get(binary)
         os_ = replace(domain.os, arch=domain.os.arch or caps.arch,
                       machine=caps.canonical_machine(domain.os.machine))
-        return replace(domain, os=os_)
+        # Controllers and PCI addresses depend on the machine: assigned once
+        # it is known, and kept in the stored XML.
+        return pci.complete(replace(domain, os=os_), machine_kind(os_.machine or ""))
 
     def _check_unique(self, domain: Domain, *, allow_active: bool = True) -> DomainObject | None:
         by_name = self._by_name.get(domain.name)
@@ -1353,7 +1356,8 @@ class DomainDriver:
             caps, kind = self._caps_and_kind(guest.live_domain)
             if isinstance(device, Disk):
                 return guest.attach_disk(device, kind=kind, has_device=caps.has_device)
-            return guest.attach_interface(device, driver=nic_driver(device, caps, kind))
+            return guest.attach_interface(device, driver=nic_driver(device, caps, kind),
+                                          kind=kind)
         return attach
 
     async def _change_devices(self, obj: DomainObject,
@@ -1365,7 +1369,15 @@ class DomainDriver:
         """
         guest = obj.guest
         if live_change is not None and guest is not None:
-            await live_change(guest)
+            try:
+                await live_change(guest)
+            except BaseException:
+                # What did get plugged (a SCSI controller) stays in the live
+                # definition.
+                if obj.guest is guest and guest.live_domain != obj.live:
+                    obj.live = guest.live_domain
+                    self._save_status(obj, guest)
+                raise
             if obj.guest is guest:
                 obj.live = guest.live_domain
                 self._save_status(obj, guest)

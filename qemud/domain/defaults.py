@@ -13,7 +13,9 @@ current memory, input buses, serial ports, watchdog action).
 
 L{assign_aliases} gives devices the aliases libvirt shows for a running
 guest.  Machine types are not touched: resolving C{pc} to a versioned type
-needs QEMU's capabilities and is the driver's job.
+needs QEMU's capabilities and is the driver's job; L{machine_kind} only
+tells the machine families apart.  Controllers and PCI addresses, which
+depend on the machine, are the next step's (L{qemud.domain.pci.complete}).
 
 This module is pure (standard library only); nothing here raises for bad
 input, that is the validation step's job.
@@ -30,18 +32,22 @@ from qemud.domain.model import (
     CPU,
     OS,
     CharDev,
+    Controller,
     Devices,
     Disk,
     Domain,
     Interface,
     MemBalloon,
     Video,
-    Watchdog,
 )
 from qemud.errors import InternalError
 
 #: The prefix of generated MACs: QEMU's (and libvirt's) OUI.
 MAC_PREFIX = "52:54:00"
+
+#: Machine kinds (L{machine_kind}) whose PCI layout qemud knows.
+I440FX = "i440fx"
+Q35 = "q35"
 
 _PREFIX_BUS = (("hd", "ide"), ("fd", "fdc"), ("vd", "virtio"), ("sd", "scsi"), ("ub", "usb"))
 _DISK_NAME = re.compile(r"(hd|fd|vd|sd|xvd|ubd)([a-z]{1,7})")
@@ -179,7 +185,7 @@ def _fill_devices(dv: Devices, existing_macs: frozenset[str]) -> Devices:
         videos = (Video(model="vga", vram=16384, heads=1),)
     balloon = dv.memballoon if dv.memballoon is not None else MemBalloon(model="virtio")
     watchdogs = tuple(
-        w if w.action is not None else Watchdog(model=w.model, action="reset", alias=w.alias)
+        w if w.action is not None else replace(w, action="reset")
         for w in dv.watchdogs
     )
     return replace(dv, disks=disks, interfaces=ifaces, serials=serials, consoles=consoles,
@@ -248,19 +254,54 @@ def disk_alias(disk: Disk) -> str | None:
     return None
 
 
+def machine_kind(machine: str | None, arch: str | None = None) -> str:
+    """
+    @param machine: a machine type (C{pc}, C{pc-i440fx-7.2}, C{q35}, ...), or
+        C{None} for the emulator's default (C{pc} on x86).
+    @param arch: the guest architecture, used when C{machine} is C{None}.
+    @return: C{i440fx}, C{q35}, C{isapc}, C{microvm} or C{other}.
+    """
+    if machine is None:
+        return I440FX if arch in (None, "x86_64", "i686") else "other"
+    if machine.startswith("pc-q35") or machine == "q35":
+        return Q35
+    if machine.startswith("pc-i440fx") or machine == "pc":
+        return I440FX
+    if machine in ("isapc", "microvm"):
+        return machine
+    return "other"
+
+
+def controller_alias(controller: Controller, kind: str = I440FX) -> str:
+    """
+    @param controller: a controller.
+    @param kind: the machine kind.
+    @return: libvirt's alias, which is also QEMU's device id: C{usb},
+        C{scsi0}, C{sata1}, C{virtio-serial0}; q35's built-in SATA
+        controller is C{ide}.
+    """
+    if controller.type == "usb":
+        return "usb" if controller.index == 0 else f"usb{controller.index}"
+    if controller.type == "sata" and controller.index == 0 and kind == Q35:
+        return "ide"
+    return f"{controller.type}{controller.index}"
+
+
 def assign_aliases(domain: Domain) -> Domain:
     """
     Give every device the alias libvirt shows in a running guest's XML.
 
     Disks by bus and position (C{ide0-0-0}, C{virtio-disk0}, ...); then
     C{net0}, C{serial0}, C{input0}, C{video0}, C{balloon0}, C{watchdog0},
-    C{rng0}, ... by order.  A first console of target type C{serial} is the
+    C{rng0}, ... by order; controllers C{usb}, C{scsi0}, ...
+    (L{controller_alias}).  A first console of target type C{serial} is the
     first serial port and shares its alias, as in libvirt.
 
     @param domain: a valid definition.
     @return: a copy with aliases set.
     """
     dv = domain.devices
+    kind = machine_kind(domain.os.machine, domain.os.arch)
     consoles = []
     for i, c in enumerate(dv.consoles):
         if i == 0 and dv.serials and c.target_type == "serial":
@@ -281,6 +322,7 @@ def assign_aliases(domain: Domain) -> Domain:
         memballoon=balloon,
         watchdogs=tuple(replace(w, alias=f"watchdog{i}") for i, w in enumerate(dv.watchdogs)),
         rngs=tuple(replace(r, alias=f"rng{i}") for i, r in enumerate(dv.rngs)),
+        controllers=tuple(replace(c, alias=controller_alias(c, kind)) for c in dv.controllers),
     )
     return replace(domain, devices=devices)
 

@@ -9,6 +9,10 @@ lower-case colon form, booleans as C{bool}.  C{None} means "not given".
 Devices carry an C{alias} that is only filled in for a running guest (libvirt
 shows aliases in the live XML only); the inactive rendering omits them.
 
+Devices that sit on PCI carry an C{address} (L{PCIAddress}): given by the
+user, or assigned by L{qemud.domain.pci} so that QEMU's command line places
+every device where the XML says.
+
 Instances are immutable; use L{dataclasses.replace} to derive a changed copy.
 This module is pure (standard library only).
 """
@@ -23,6 +27,31 @@ DOMAIN_TYPES = ("qemu", "kvm")
 # on_poweroff / on_reboot / on_crash actions.
 LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy",
                      "coredump-restart")
+
+
+@dataclass(frozen=True)
+class PCIAddress:
+    """
+    C{<address type='pci' domain= bus= slot= function= multifunction=>}.
+
+    @ivar domain: the PCI domain (always 0 for QEMU guests).
+    @ivar bus: the bus number (0: the root bus, C{pci.0} or C{pcie.0}).
+    @ivar slot: the slot, 0 to 31.
+    @ivar function: the function, 0 to 7.
+    @ivar multifunction: libvirt's C{multifunction='on|off'}, C{None} when absent.
+    """
+
+    domain: int = 0
+    bus: int = 0
+    slot: int = 0
+    function: int = 0
+    multifunction: bool | None = None
+
+    def __str__(self) -> str:
+        """
+        @return: libvirt's spelling, C{0000:00:05.0}.
+        """
+        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function}"
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,7 @@ class Disk:
     serial: str | None = None
     tray: str | None = None
     alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +216,7 @@ class Interface:
     script: str | None = None
     boot_order: int | None = None
     alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +277,7 @@ class Input:
     type: str
     bus: str | None = None
     alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +288,7 @@ class Video:
     vram: int | None = None
     heads: int | None = None
     alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +297,7 @@ class MemBalloon:
 
     model: str
     alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +307,7 @@ class Watchdog:
     model: str
     action: str | None = None
     alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +318,29 @@ class RNG:
     backend_model: str = "random"
     backend_path: str | None = None
     alias: str | None = None
+    address: PCIAddress | None = None
+
+
+@dataclass(frozen=True)
+class Controller:
+    """
+    C{<controller type= index= model=>}: a bus controller QEMU gets as a device.
+
+    Only the kinds qemud creates are modelled: C{usb} (models C{piix3-uhci},
+    C{qemu-xhci}, C{none}), C{sata} (ich9-ahci), C{scsi} (C{lsilogic},
+    C{virtio-scsi}) and C{virtio-serial}.  The board's own IDE, floppy and
+    PCI root controllers are implicit.
+
+    @ivar type: C{usb}, C{sata}, C{scsi} or C{virtio-serial}.
+    @ivar index: the controller's number among those of its type.
+    @ivar model: the model; C{None} until the machine's default is filled in.
+    """
+
+    type: str
+    index: int = 0
+    model: str | None = None
+    alias: str | None = None
+    address: PCIAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -300,6 +358,7 @@ class Devices:
     memballoon: MemBalloon | None = None
     watchdogs: tuple[Watchdog, ...] = ()
     rngs: tuple[RNG, ...] = ()
+    controllers: tuple[Controller, ...] = ()
 
 
 @dataclass(frozen=True)

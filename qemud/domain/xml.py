@@ -33,13 +33,14 @@ from xml.parsers.expat import ErrorString, ExpatError
 
 import xmltodict
 
-from qemud.domain import defaults, validate
+from qemud.domain import defaults, pci, validate
 from qemud.domain.model import (
     CPU,
     OS,
     RNG,
     CharDev,
     Clock,
+    Controller,
     CPUFeature,
     Devices,
     Disk,
@@ -50,6 +51,7 @@ from qemud.domain.model import (
     Interface,
     Loader,
     MemBalloon,
+    PCIAddress,
     Timer,
     Video,
     Watchdog,
@@ -96,6 +98,13 @@ _WATCHDOG_ACTIONS = ("reset", "shutdown", "poweroff", "pause", "none", "dump", "
 _RNG_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional")
 _RNG_BACKENDS = ("random", "builtin")
 _OTHER_RNG_BACKENDS = ("egd",)
+# Controller types qemud models, with the models it can build.
+_CONTROLLER_MODELS: dict[str, tuple[str, ...]] = {
+    "usb": ("piix3-uhci", "qemu-xhci", "none"),
+    "sata": (),
+    "scsi": ("lsilogic", "virtio-scsi"),
+    "virtio-serial": (),
+}
 _GRAPHICS_TYPES = ("vnc",)
 _OTHER_GRAPHICS_TYPES = ("sdl", "rdp", "desktop", "spice", "egl-headless", "dbus")
 _BOOT_DEVS = ("hd", "cdrom", "fd", "network")
@@ -272,6 +281,50 @@ class _Reader:
         self.done(node, f"{path}/alias")
         return name
 
+    def address(self, parent: _Node, path: str) -> PCIAddress | None:
+        """
+        Take a device's C{<address type='pci' .../>}.  Addresses of other
+        types (C{drive}, C{usb}, ...) are left in place, so they are
+        reported as ignored.  An all-zero address (or C{<address
+        type='pci'/>}) means "assign one", as in libvirt.
+
+        @raise DomainConfigError: a malformed or out-of-range value (libvirt's texts).
+        """
+        nodes = parent.get("address")
+        if not nodes:
+            return None
+        if len(nodes) > 1:
+            raise DomainConfigError(
+                f"element <{path}/address> may appear only once, found {len(nodes)}")
+        node = _el(nodes[0])
+        if node.get("@type") != "pci":
+            return None
+        del parent["address"]
+        node.pop("@type")
+        values = {key: _address_number(node.pop(f"@{key}", None), key)
+                  for key in ("domain", "bus", "slot", "function")}
+        multi = node.pop("@multifunction", None)
+        self.done(node, f"{path}/address")
+        for key, limit, spelling in (("domain", 0xFFFF, "0xFFFF"), ("bus", 0xFF, "0xFF"),
+                                     ("slot", pci.MAX_SLOT, "0x1F")):
+            if values[key] > limit:
+                raise DomainConfigError(
+                    f"Invalid PCI address {key}='0x{values[key]:x}', must be <= {spelling}")
+        if values["function"] > pci.MAX_FUNCTION:
+            raise DomainConfigError(
+                f"Invalid PCI address function=0x{values['function']:x}, "
+                f"must be <= {pci.MAX_FUNCTION}")
+        if not (values["domain"] or values["bus"] or values["slot"]):
+            return None
+        multifunction = None
+        if multi is not None:
+            if multi not in ("on", "off"):
+                raise DomainConfigError(
+                    f"Invalid value for attribute 'multifunction' in element 'address': "
+                    f"'{multi}'. Expected 'on' or 'off'")
+            multifunction = multi == "on"
+        return PCIAddress(multifunction=multifunction, **values)
+
     def boot_order(self, parent: _Node, path: str) -> int | None:
         """
         Take a device's C{<boot order=N>}.
@@ -284,6 +337,33 @@ class _Reader:
         if order is None:
             raise DomainConfigError(f"missing 'order' attribute in <{path}/boot>")
         return _int(order, f"<{path}/boot order>")
+
+
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10}")
+
+
+def _address_number(value: str | None, key: str) -> int:
+    """
+    Parse one attribute of a PCI address as libvirt does (C{strtoul} with
+    base 0: C{0x} hexadecimal, a leading C{0} octal, otherwise decimal).
+
+    @param value: the attribute, C{None} when absent (0).
+    @param key: its name, for the message.
+    @raise DomainConfigError: not a non-negative integer.
+    """
+    if value is None:
+        return 0
+    text = value.strip()
+    try:
+        if not _NUMBER.fullmatch(text):
+            raise ValueError(text)
+        if text[:2] in ("0x", "0X"):
+            return int(text[2:], 16)
+        return int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)
+    except ValueError:
+        raise DomainConfigError(
+            f"Invalid value for attribute '{key}' in element 'address': '{value}'. "
+            "Expected non-negative integer value") from None
 
 
 def _text(node: _Node) -> str | None:
@@ -498,11 +578,12 @@ def _read_disk(r: _Reader, d: _Node, p: str) -> Disk:
     boot = r.boot_order(d, p)
     serial = r.text(d, "serial", p)
     alias = r.alias(d, p)
+    address = r.address(d, p)
     r.done(d, p)
     return Disk(target_dev=dev, target_bus=bus or "", type=dtype, device=device,
                 driver_name=driver_name, driver_type=driver_type, driver_cache=cache,
                 source=source, readonly=ro is not None, shareable=sh is not None,
-                boot_order=boot, serial=serial, tray=tray, alias=alias)
+                boot_order=boot, serial=serial, tray=tray, alias=alias, address=address)
 
 
 def _port(value: str | None, what: str) -> int | None:
@@ -561,11 +642,12 @@ def _read_interface(r: _Reader, i: _Node, p: str) -> Interface:
         r.done(md, f"{p}/model")
     boot = r.boot_order(i, p)
     alias = r.alias(i, p)
+    pci_address = r.address(i, p)
     r.done(i, p)
     return Interface(type=itype, mac=mac, model=model, source_network=network,
                      source_bridge=bridge, source_address=address, source_port=port,
                      local_address=local_address, local_port=local_port, target_dev=target,
-                     script=script, boot_order=boot, alias=alias)
+                     script=script, boot_order=boot, alias=alias, address=pci_address)
 
 
 def _read_graphics(r: _Reader, g: _Node, p: str) -> Graphics:
@@ -661,8 +743,9 @@ def _read_input(r: _Reader, n: _Node, p: str) -> Input:
     if bus is not None:
         bus = _enum(bus, _INPUT_BUSES, _OTHER_INPUT_BUSES, "input bus")
     alias = r.alias(n, p)
+    address = r.address(n, p)
     r.done(n, p)
-    return Input(type=itype, bus=bus, alias=alias)
+    return Input(type=itype, bus=bus, alias=alias, address=address)
 
 
 def _read_video(r: _Reader, v: _Node, p: str) -> Video:
@@ -677,8 +760,9 @@ def _read_video(r: _Reader, v: _Node, p: str) -> Video:
         heads = _port(mn.pop("@heads", None), "<video><model heads>")
         r.done(mn, f"{p}/model")
     alias = r.alias(v, p)
+    address = r.address(v, p)
     r.done(v, p)
-    return Video(model=model, vram=vram, heads=heads, alias=alias)
+    return Video(model=model, vram=vram, heads=heads, alias=alias, address=address)
 
 
 def _read_memballoon(r: _Reader, b: _Node, p: str) -> MemBalloon:
@@ -687,8 +771,9 @@ def _read_memballoon(r: _Reader, b: _Node, p: str) -> MemBalloon:
         raise DomainConfigError("missing 'model' attribute in <memballoon>")
     model = _enum(model, _BALLOON_MODELS, (), "memballoon model")
     alias = r.alias(b, p)
+    address = r.address(b, p)
     r.done(b, p)
-    return MemBalloon(model=model, alias=alias)
+    return MemBalloon(model=model, alias=alias, address=address)
 
 
 def _read_watchdog(r: _Reader, w: _Node, p: str) -> Watchdog:
@@ -700,8 +785,9 @@ def _read_watchdog(r: _Reader, w: _Node, p: str) -> Watchdog:
     if action is not None:
         action = _enum(action, _WATCHDOG_ACTIONS, (), "watchdog action")
     alias = r.alias(w, p)
+    address = r.address(w, p)
     r.done(w, p)
-    return Watchdog(model=model, action=action, alias=alias)
+    return Watchdog(model=model, action=action, alias=alias, address=address)
 
 
 def _read_rng(r: _Reader, n: _Node, p: str) -> RNG:
@@ -719,8 +805,63 @@ def _read_rng(r: _Reader, n: _Node, p: str) -> RNG:
     path = _text(be)
     r.done(be, f"{p}/backend")
     alias = r.alias(n, p)
+    address = r.address(n, p)
     r.done(n, p)
-    return RNG(model=model, backend_model=bmodel, backend_path=path, alias=alias)
+    return RNG(model=model, backend_model=bmodel, backend_path=path, alias=alias,
+               address=address)
+
+
+def _read_controller(r: _Reader, c: _Node, p: str) -> Controller | None:
+    """
+    @return: the controller, or C{None} for a type or model qemud does not
+        model (the board's own IDE, floppy and PCI root controllers, USB2
+        companions, ...): the caller leaves those to be reported as ignored.
+    """
+    ctype = c.get("@type")
+    model = c.get("@model")
+    if ctype not in _CONTROLLER_MODELS or (model is not None
+                                           and model not in _CONTROLLER_MODELS[ctype]):
+        return None
+    c.pop("@type")
+    c.pop("@model", None)
+    raw = c.pop("@index", None)
+    index = -1
+    if raw is not None:
+        index = _int(raw, "<controller index>")
+        if index < 0:
+            raise DomainConfigError(
+                f"invalid value '{raw}' for <controller index>: expected 0 or more")
+    alias = r.alias(c, p)
+    address = r.address(c, p)
+    r.done(c, p)
+    return Controller(type=ctype, index=index, model=model, alias=alias, address=address)
+
+
+def _read_controllers(r: _Reader, node: _Node, p: str) -> tuple[Controller, ...]:
+    """
+    Take the C{<controller>} elements qemud models; the others stay in
+    C{node} (reported as ignored).  A controller without an index gets the
+    lowest one free for its type, as in libvirt.
+    """
+    kept: list[_Node] = []
+    found: list[Controller] = []
+    for c in r.many(node, "controller"):
+        controller = _read_controller(r, c, p)
+        if controller is None:
+            kept.append(c)
+        else:
+            found.append(controller)
+    if kept:
+        node["controller"] = kept
+    out: list[Controller] = []
+    for controller in found:
+        if controller.index < 0:
+            used = {c.index for c in (*found, *out) if c.type == controller.type}
+            index = next(i for i in range(len(used) + 1) if i not in used)
+            controller = Controller(type=controller.type, index=index, model=controller.model,
+                                    alias=controller.alias, address=controller.address)
+        out.append(controller)
+    return tuple(out)
 
 
 def _read_devices(r: _Reader, node: _Node | None) -> Devices:
@@ -739,10 +880,12 @@ def _read_devices(r: _Reader, node: _Node | None) -> Devices:
     balloon = None if bn is None else _read_memballoon(r, bn, f"{p}/memballoon")
     watchdogs = tuple(_read_watchdog(r, w, f"{p}/watchdog") for w in r.many(node, "watchdog"))
     rngs = tuple(_read_rng(r, n, f"{p}/rng") for n in r.many(node, "rng"))
+    controllers = _read_controllers(r, node, f"{p}/controller")
     r.done(node, p)
     return Devices(emulator=emulator, disks=disks, interfaces=ifaces, graphics=graphics,
                    serials=serials, consoles=consoles, inputs=inputs, videos=videos,
-                   memballoon=balloon, watchdogs=watchdogs, rngs=rngs)
+                   memballoon=balloon, watchdogs=watchdogs, rngs=rngs,
+                   controllers=controllers)
 
 
 def _read_domain(r: _Reader, node: _Node) -> Domain:
@@ -824,7 +967,8 @@ def parse_domain_xml(
     warnings: list[str] | None = None,
 ) -> Domain:
     """
-    Parse, fill in defaults and validate a C{<domain>} document.
+    Parse, fill in defaults and validate a C{<domain>} document, then add
+    the implicit controllers and assign PCI addresses (L{pci.complete}).
 
     @param text: the XML document, at most L{MAX_XML_BYTES} bytes.
     @param existing_macs: MAC addresses in use elsewhere; generated MACs avoid them.
@@ -837,7 +981,7 @@ def parse_domain_xml(
     domain = read_domain_xml(text, warnings=warnings)
     domain = defaults.fill_defaults(domain, existing_macs=existing_macs)
     validate.validate_domain(domain)
-    return domain
+    return pci.complete(domain, pci.machine_kind(domain.os.machine, domain.os.arch))
 
 
 def parse_device_xml(
@@ -895,9 +1039,19 @@ def _t(value: str) -> str:
     return value.translate(_TEXT_ESCAPES)
 
 
-def _alias(out: list[str], ind: str, alias: str | None, inactive: bool) -> None:
+def _alias(out: list[str], ind: str, alias: str | None, inactive: bool,
+           address: PCIAddress | None = None) -> None:
+    """
+    A device's C{<alias>} (live XML only), then its C{<address>} (always).
+    """
     if alias is not None and not inactive:
         out.append(f"{ind}<alias name='{alias.translate(_ESCAPES)}'/>")
+    if address is not None:
+        multi = "" if address.multifunction is None else _a(
+            "multifunction", "on" if address.multifunction else "off")
+        out.append(f"{ind}<address type='pci' domain='0x{address.domain:04x}' "
+                   f"bus='0x{address.bus:02x}' slot='0x{address.slot:02x}' "
+                   f"function='0x{address.function:x}'{multi}/>")
 
 
 def _close(out: list[str], ind: str, tag: str, head: str, start: int) -> None:
@@ -930,7 +1084,7 @@ def _format_disk(out: list[str], ind: str, d: Disk, inactive: bool) -> None:
         out.append(f"{i}<serial>{_t(d.serial)}</serial>")
     if d.boot_order is not None:
         out.append(f"{i}<boot order='{d.boot_order}'/>")
-    _alias(out, i, d.alias, inactive)
+    _alias(out, i, d.alias, inactive, d.address)
     _close(out, ind, "disk", head, start)
 
 
@@ -964,7 +1118,7 @@ def _format_interface(out: list[str], ind: str, n: Interface, inactive: bool) ->
         out.append(f"{i}<model{_a('type', n.model)}/>")
     if n.boot_order is not None:
         out.append(f"{i}<boot order='{n.boot_order}'/>")
-    _alias(out, i, n.alias, inactive)
+    _alias(out, i, n.alias, inactive, n.address)
     _close(out, ind, "interface", head, start)
 
 
@@ -1010,12 +1164,13 @@ def _format_graphics(out: list[str], ind: str, g: Graphics, inactive: bool,
 
 
 def _format_simple(out: list[str], ind: str, tag: str, head: str, alias: str | None,
-                   inactive: bool, body: list[str] | None = None) -> None:
+                   inactive: bool, body: list[str] | None = None,
+                   address: PCIAddress | None = None) -> None:
     start = len(out)
     out.append(f"{ind}<{tag}{head}>")
     if body:
         out.extend(body)
-    _alias(out, ind + "  ", alias, inactive)
+    _alias(out, ind + "  ", alias, inactive, address)
     _close(out, ind, tag, head, start)
 
 
@@ -1127,6 +1282,9 @@ def _format_devices(out: list[str], dv: Devices, inactive: bool, secure: bool) -
         out.append(f"{ind}<emulator>{_t(dv.emulator)}</emulator>")
     for disk in dv.disks:
         _format_disk(out, ind, disk, inactive)
+    for ctl in dv.controllers:
+        _format_simple(out, ind, "controller", _a("type", ctl.type) + _a("index", ctl.index)
+                       + _a("model", ctl.model), ctl.alias, inactive, address=ctl.address)
     for iface in dv.interfaces:
         _format_interface(out, ind, iface, inactive)
     for c in dv.serials:
@@ -1135,23 +1293,25 @@ def _format_devices(out: list[str], dv: Devices, inactive: bool, secure: bool) -
         _format_chardev(out, ind, "console", c, inactive)
     for n in dv.inputs:
         _format_simple(out, ind, "input", _a("type", n.type) + _a("bus", n.bus), n.alias,
-                       inactive)
+                       inactive, address=n.address)
     for g in dv.graphics:
         _format_graphics(out, ind, g, inactive, secure)
     for v in dv.videos:
         body = [f"{ind}  <model{_a('type', v.model or None)}{_a('vram', v.vram)}"
                 f"{_a('heads', v.heads)}/>"]
-        _format_simple(out, ind, "video", "", v.alias, inactive, body)
+        _format_simple(out, ind, "video", "", v.alias, inactive, body, v.address)
     for w in dv.watchdogs:
         _format_simple(out, ind, "watchdog", _a("model", w.model) + _a("action", w.action),
-                       w.alias, inactive)
+                       w.alias, inactive, address=w.address)
     if dv.memballoon is not None:
         b = dv.memballoon
-        _format_simple(out, ind, "memballoon", _a("model", b.model), b.alias, inactive)
+        _format_simple(out, ind, "memballoon", _a("model", b.model), b.alias, inactive,
+                       address=b.address)
     for rng in dv.rngs:
         be = f"{ind}  <backend{_a('model', rng.backend_model)}"
         be += "/>" if rng.backend_path is None else f">{_t(rng.backend_path)}</backend>"
-        _format_simple(out, ind, "rng", _a("model", rng.model), rng.alias, inactive, [be])
+        _format_simple(out, ind, "rng", _a("model", rng.model), rng.alias, inactive, [be],
+                       rng.address)
     _close(out, "  ", "devices", "", start)
 
 

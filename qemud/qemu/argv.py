@@ -38,24 +38,34 @@ Choices where QEMU 7.2 offers several spellings:
   - VNC with C{autoport} asks QEMU for the first free display
     (C{127.0.0.1:0,to=99}); the chosen port is read back with C{query-vnc};
   - the bridge helper is spawned by QEMU itself, so C{-sandbox} leaves
-    C{spawn} allowed when a bridge helper or tap script is used.
+    C{spawn} allowed when a bridge helper or tap script is used;
+  - on i440fx and q35 every PCI device is placed at the address of its
+    definition (C{bus=pci.0,addr=0x5}, C{bus=pcie.0,...} on q35; see
+    L{qemud.domain.pci}), so the command line, not QEMU's order of
+    creation, decides the slots: a guest restored from a saved definition
+    has its devices (hot-plugged ones too) where they were.  Controllers
+    are devices of the definition (C{<controller>}), with their addresses.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from qemud.domain import defaults, pci
 from qemud.domain.model import (
     RNG,
     CharDev,
+    Controller,
     Disk,
     Domain,
     Graphics,
     Input,
     Interface,
+    MemBalloon,
+    PCIAddress,
     Video,
     Watchdog,
 )
@@ -69,6 +79,7 @@ __all__ = [
     "balloon_device_props",
     "build_argv",
     "chardev_props",
+    "controller_device_props",
     "disk_alias",
     "disk_blockdev_props",
     "disk_device_props",
@@ -78,6 +89,7 @@ __all__ = [
     "netdev_props",
     "nic_device_props",
     "nic_driver",
+    "pci_device_props",
     "render_props",
     "rng_device_props",
     "rng_object_props",
@@ -173,15 +185,29 @@ def render_props(props: Mapping[str, Any], head: str | None = None) -> str:
 def machine_kind(canonical: str) -> str:
     """
     @param canonical: a canonical machine type name.
-    @return: C{i440fx}, C{q35}, C{isapc}, C{microvm} or C{other}.
+    @return: C{i440fx}, C{q35}, C{isapc}, C{microvm} or C{other}
+        (L{qemud.domain.defaults.machine_kind}, which decides where devices
+        sit on PCI).
     """
-    if canonical.startswith("pc-q35") or canonical == "q35":
-        return "q35"
-    if canonical.startswith("pc-i440fx") or canonical == "pc":
-        return "i440fx"
-    if canonical in ("isapc", "microvm"):
-        return canonical
-    return "other"
+    return defaults.machine_kind(canonical)
+
+
+def pci_device_props(props: Props, address: PCIAddress | None, kind: str) -> Props:
+    """
+    Place a device at its PCI address, as libvirt does.
+
+    @param props: the device's properties, C{driver} first.
+    @param address: its address; C{None} leaves the choice to QEMU.
+    @param kind: the machine kind: only i440fx and q35 have an address layout.
+    @return: C{props} with C{bus} (C{pci.0} / C{pcie.0}), C{addr} (C{0x5},
+        C{0x1.0x2}) and C{multifunction} after the driver.
+    """
+    if address is None or not pci.has_pci_layout(kind):
+        return props
+    placed: Props = {"driver": props["driver"], "bus": pci.root_bus(kind),
+                     "addr": pci.qemu_addr(address), "multifunction": address.multifunction}
+    placed.update((key, value) for key, value in props.items() if key != "driver")
+    return placed
 
 
 def _has_pci(kind: str) -> bool:
@@ -683,6 +709,40 @@ def rng_device_props(rng: RNG, index: int) -> Props:
     return {"driver": "virtio-rng-pci", "rng": f"obj{alias}", "id": alias}
 
 
+_USB_DRIVERS: Mapping[str, str] = {"piix3-uhci": "piix3-usb-uhci", "qemu-xhci": "qemu-xhci"}
+_SCSI_DRIVERS: Mapping[str, str] = {"lsilogic": "lsi53c895a", "virtio-scsi": "virtio-scsi-pci"}
+
+
+def controller_device_props(controller: Controller, kind: str = "i440fx") -> Props | None:
+    """
+    @param controller: a USB, SATA, SCSI or virtio-serial controller.
+    @param kind: the machine kind.
+    @return: its C{-device} properties (C{piix3-usb-uhci}, C{qemu-xhci},
+        C{ich9-ahci}, C{lsi53c895a}, C{virtio-scsi-pci}, C{virtio-serial-pci}),
+        or C{None} for one that is not a device of its own (USB model
+        C{none}, q35's built-in SATA controller).
+    @raise ConfigUnsupportedError: an unknown type or model.
+    """
+    ctype, model = controller.type, controller.model
+    if ctype == "usb":
+        if model == "none":
+            return None
+        driver = _USB_DRIVERS.get(model or ("piix3-uhci" if kind == "i440fx" else "qemu-xhci"))
+    elif ctype == "sata":
+        if kind == "q35" and controller.index == 0:
+            return None
+        driver = "ich9-ahci" if model is None else None
+    elif ctype == "scsi":
+        driver = _SCSI_DRIVERS.get(model or "lsilogic")
+    elif ctype == "virtio-serial":
+        driver = "virtio-serial-pci" if model is None else None
+    else:
+        raise ConfigUnsupportedError(f"unsupported controller type '{ctype}'")
+    if driver is None:
+        raise ConfigUnsupportedError(f"unsupported {ctype} controller model '{model}'")
+    return {"driver": driver, "id": controller.alias or pci.controller_alias(controller, kind)}
+
+
 # ---------------------------------------------------------------- the builder
 
 _DEFAULT_CPU: Mapping[str, str] = {"x86_64": "qemu64", "i686": "qemu32"}
@@ -713,6 +773,16 @@ class _Builder:
         self.x86 = caps.arch in ("x86_64", "i686")
         self.kvm = domain.type == "kvm"
         self.spawns = False
+        # A definition that did not come through the XML reader may lack the
+        # devices qemud adds (a VGA card for a display, the balloon), the
+        # controllers its devices need, and PCI addresses: complete it here
+        # (this changes nothing for a complete definition).
+        dv = domain.devices
+        if not dv.videos and dv.graphics:
+            dv = replace(dv, videos=(Video(model="vga" if self.x86 else "virtio"),))
+        if dv.memballoon is None:
+            dv = replace(dv, memballoon=MemBalloon(model="virtio"))
+        self.domain = pci.complete(replace(domain, devices=dv), self.kind)
 
     def add(self, *args: str) -> None:
         """
@@ -720,15 +790,16 @@ class _Builder:
         """
         self.args.extend(args)
 
-    def device(self, props: Props) -> None:
+    def device(self, props: Props, address: PCIAddress | None = None) -> None:
         """
         @param props: a device to add as C{-device}, checked against the caps.
+        @param address: where it sits on PCI (L{pci_device_props}).
         @raise ConfigUnsupportedError: the binary lacks the device.
         """
         if not self.caps.has_device(props["driver"]):
             raise ConfigUnsupportedError(
                 f"device '{props['driver']}' is not supported by emulator '{self.caps.binary}'")
-        self.add("-device", render_props(props, "driver"))
+        self.add("-device", render_props(pci_device_props(props, address, self.kind), "driver"))
 
     # -- the pieces, in libvirt's order
 
@@ -934,24 +1005,10 @@ class _Builder:
         for target in set(targets):
             if targets.count(target) > 1:
                 raise ConfigUnsupportedError(f"target '{target}' duplicated for disk sources")
-        needs_usb = any(d.target_bus == "usb" for d in disks) or any(
-            (i.bus or ("usb" if i.type == "tablet" else "ps2")) == "usb" for i in devices.inputs)
-        if needs_usb:
-            if not _has_pci(self.kind):
-                raise ConfigUnsupportedError(
-                    "USB devices need a USB controller, which needs PCI; "
-                    "this machine type has no PCI bus")
-            self.device({"driver": "piix3-usb-uhci" if self.kind == "i440fx" else "qemu-xhci",
-                         "id": "usb"})
-        sata = sorted({p[1] for d, p in zip(disks, placements, strict=True)
-                       if d.target_bus == "sata"})
-        for controller in sata:
-            if not (self.kind == "q35" and controller == 0):
-                self.device({"driver": "ich9-ahci", "id": f"sata{controller}"})
-        scsi = sorted({p[1] for d, p in zip(disks, placements, strict=True)
-                       if d.target_bus == "scsi"})
-        for controller in scsi:
-            self.device({"driver": "lsi53c895a", "id": f"scsi{controller}"})
+        for ctype in ("usb", "sata", "scsi"):
+            for controller in devices.controllers:
+                if controller.type == ctype:
+                    self.controller(controller)
         if any(d.target_bus == "virtio" for d in disks) and self.kind not in ("i440fx", "q35"):
             if not _has_pci(self.kind):
                 raise ConfigUnsupportedError("virtio disks need a PCI bus")
@@ -969,9 +1026,28 @@ class _Builder:
                 self.add("-blockdev", render_props(node))
             bootindex = disk_boot.get(i)
             self.device(disk_device_props(disk, node_index, kind=self.kind,
-                                          bootindex=bootindex))
+                                          bootindex=bootindex), disk.address)
             if disk.target_bus == "fdc" and bootindex is not None and self.kind != "q35":
                 self.add("-global", f"isa-fdc.bootindex{'AB'[placements[i][2]]}={bootindex}")
+
+    def controller(self, controller: Controller) -> None:
+        """
+        One controller of the definition (see L{controller_device_props}).
+
+        @raise ConfigUnsupportedError: the machine has no PCI bus.
+        """
+        props = controller_device_props(controller, self.kind)
+        if props is None:
+            return
+        if not _has_pci(self.kind):
+            if controller.type == "usb":
+                raise ConfigUnsupportedError(
+                    "USB devices need a USB controller, which needs PCI; "
+                    "this machine type has no PCI bus")
+            raise ConfigUnsupportedError(
+                f"a {controller.type} controller needs a PCI bus, which this machine type "
+                "has not")
+        self.device(props, controller.address)
 
     def network(self, nic_boot: Mapping[int, int]) -> None:
         """
@@ -984,7 +1060,8 @@ class _Builder:
                                               and netdev.get("script") != "no"):
                 self.spawns = True
             self.add("-netdev", render_props(netdev, "type"))
-            self.device(nic_device_props(iface, i, driver=driver, bootindex=nic_boot.get(i)))
+            self.device(nic_device_props(iface, i, driver=driver, bootindex=nic_boot.get(i)),
+                        iface.address)
 
     def chardevs(self) -> None:
         """
@@ -1008,10 +1085,12 @@ class _Builder:
             self.add("-chardev", render_props(chardev_props(serial, props["chardev"]),
                                               "backend"))
             self.device(props)
+        if virtio_consoles and not _has_pci(self.kind):
+            raise ConfigUnsupportedError("virtio consoles need a PCI bus")
+        for controller in devices.controllers:
+            if controller.type == "virtio-serial":
+                self.controller(controller)
         if virtio_consoles:
-            if not _has_pci(self.kind):
-                raise ConfigUnsupportedError("virtio consoles need a PCI bus")
-            self.device({"driver": "virtio-serial-pci", "id": "virtio-serial0"})
             for position, console in virtio_consoles:
                 alias = console.alias or f"console{position}"
                 self.add("-chardev", render_props(chardev_props(console, f"char{alias}"),
@@ -1027,7 +1106,7 @@ class _Builder:
         for inp in self.domain.devices.inputs:
             props = input_device_props(inp, index)
             if props is not None:
-                self.device(props)
+                self.device(props, inp.address)
                 index += 1
 
     def graphics(self) -> None:
@@ -1059,15 +1138,13 @@ class _Builder:
 
     def videos(self) -> None:
         """
-        Video cards; a VGA card by default when there is a display.
+        Video cards (a VGA card by default when there is a display: see
+        L{__init__}).
         """
-        videos = self.domain.devices.videos
-        if not videos and self.domain.devices.graphics:
-            videos = (Video(model="vga" if self.x86 else "virtio"),)
-        for i, video in enumerate(videos):
+        for i, video in enumerate(self.domain.devices.videos):
             props = video_device_props(video, i, self.kind)
             if props is not None:
-                self.device(props)
+                self.device(props, video.address)
 
     def misc_devices(self) -> None:
         """
@@ -1078,21 +1155,19 @@ class _Builder:
             props = watchdog_device_props(watchdog, i)
             if props["driver"] == "i6300esb" and not _has_pci(self.kind):
                 raise ConfigUnsupportedError("watchdog model 'i6300esb' needs a PCI bus")
-            self.device(props)
+            self.device(props, watchdog.address)
         if devices.watchdogs:
             action = devices.watchdogs[0].action or "reset"
             if action not in _WATCHDOG_ACTIONS:
                 raise ConfigUnsupportedError(f"unsupported watchdog action '{action}'")
             self.add("-action", f"watchdog={_WATCHDOG_ACTIONS[action]}")
         balloon = devices.memballoon
-        if balloon is None:
-            if _has_pci(self.kind):
-                self.device(balloon_device_props())
-        elif balloon.model == "virtio":
+        if balloon is None or balloon.model == "virtio":
             # libvirt's defaults add a virtio balloon to every domain; a machine
             # without PCI (isapc) simply has none, as nothing can be plugged.
             if _has_pci(self.kind):
-                self.device(balloon_device_props(balloon.alias))
+                self.device(balloon_device_props(balloon.alias if balloon else None),
+                            balloon.address if balloon else None)
         elif balloon.model != "none":
             raise ConfigUnsupportedError(f"unsupported memballoon model '{balloon.model}'")
         for i, rng in enumerate(devices.rngs):
@@ -1100,7 +1175,7 @@ class _Builder:
             if not _has_pci(self.kind):
                 raise ConfigUnsupportedError("rng model 'virtio' needs a PCI bus")
             self.add("-object", render_props(rng_object_props(rng, i), "qom-type"))
-            self.device(device)
+            self.device(device, rng.address)
 
     def sandbox(self) -> None:
         """

@@ -1506,7 +1506,9 @@ class Guest:
                     has_device: Callable[[str], bool] | None = None) -> Deferred[Disk]:
         """
         Hot-plug a disk: C{blockdev-add} (storage, format) and C{device_add},
-        with the boot command line's properties; undone on failure.  A
+        with the boot command line's properties, at a free PCI slot (or the
+        address the disk asks for) when it is a virtio disk; undone on
+        failure.  A SCSI disk without a SCSI controller brings one.  A
         C{device-added} event follows.
 
         @param disk: the disk (defaults filled in; its alias is chosen here).
@@ -1528,19 +1530,22 @@ class Guest:
 
         return self._locked(op)
 
-    def attach_interface(self, iface: Interface, *, driver: str) -> Deferred[Interface]:
+    def attach_interface(self, iface: Interface, *, driver: str,
+                         kind: str = "i440fx") -> Deferred[Interface]:
         """
-        Hot-plug a NIC: C{netdev_add} and C{device_add}; undone on failure.
+        Hot-plug a NIC: C{netdev_add} and C{device_add} (at a free PCI slot,
+        or the address the interface asks for); undone on failure.
 
         @param iface: the interface (MAC filled in; alias chosen here).
         @param driver: the QEMU device (L{qemud.qemu.argv.nic_driver}).
+        @param kind: the machine kind.
         @return: the interface as the live definition now shows it.
         """
 
         async def op() -> Interface:
             self._require_running()
             hotplug.check_attachable(self.live_domain, iface)
-            plan = hotplug.plan_nic_attach(self.live_domain, iface, driver=driver)
+            plan = hotplug.plan_nic_attach(self.live_domain, iface, driver=driver, kind=kind)
             await self._run_plan(plan)
             assert isinstance(plan.device, Interface)
             return plan.device
@@ -1556,8 +1561,14 @@ class Guest:
         except Exception:
             undo = [s.undo for s in reversed(done) if s.undo is not None]
             await self._run_commands(undo, ignore_errors=True)
+            if plan.controller is not None and done:
+                # The controller went in first and stays (as in libvirt).
+                self.live_domain = hotplug.add_controller(self.live_domain, plan.controller)
             raise
-        self.live_domain = hotplug.add_device(self.live_domain, plan.device)
+        live = self.live_domain
+        if plan.controller is not None:
+            live = hotplug.add_controller(live, plan.controller)
+        self.live_domain = hotplug.add_device(live, plan.device)
         self._emit(GuestEvent("device-added", alias=plan.device.alias))
 
     def detach_device(self, device: Disk | Interface) -> Deferred[None]:

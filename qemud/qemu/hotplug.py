@@ -11,6 +11,14 @@ L{qemud.qemu.guest.Guest} runs the commands, the driver edits the configs.
 
 A L{Step} is one QMP command plus the command that undoes it; a failed
 attach undoes the steps already done, in reverse order.
+
+A device that sits on PCI is plugged at an address chosen here
+(L{qemud.domain.pci.hotplug_address}: the one the device XML gives, if free,
+or the first free slot of the running definition) and recorded in the live
+definition, so that the guest is started again (restore, migration) with
+every device where it was.  A SCSI disk plugged into a guest without a SCSI
+controller brings one (C{lsi53c895a}, at its own free slot), which stays
+when the disk goes, as in libvirt.
 """
 
 from __future__ import annotations
@@ -21,25 +29,30 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qemud.domain import pci
 from qemud.domain.defaults import disk_alias as libvirt_disk_alias
-from qemud.domain.model import Disk, Domain, Interface
+from qemud.domain.defaults import disk_index
+from qemud.domain.model import Controller, Disk, Domain, Interface, PCIAddress
 from qemud.errors import (
     ConfigUnsupportedError,
     OperationFailedError,
     OperationUnsupportedError,
 )
 from qemud.qemu.argv import (
+    controller_device_props,
     disk_blockdev_props,
     disk_device_props,
     netdev_props,
     nic_device_props,
+    pci_device_props,
 )
 
 __all__ = [
     "DeviceMissingError", "Step", "AttachPlan", "strip_none", "next_node_index", "find_block_node",
     "storage_node_of", "plan_disk_attach", "plan_nic_attach", "disk_backend_removal",
     "nic_backend_removal", "media_change_steps", "find_disk", "find_interface",
-    "add_device", "remove_device", "remove_alias", "replace_disk", "check_attachable", "device_alias",
+    "add_device", "add_controller", "remove_device", "remove_alias", "replace_disk",
+    "check_attachable", "device_alias", "plug_address",
 ]
 
 class DeviceMissingError(OperationFailedError):
@@ -53,7 +66,6 @@ class DeviceMissingError(OperationFailedError):
 
 
 _NODE = re.compile(r"^libvirt-(\d+)-(storage|format)$")
-SCSI_CONTROLLER = "lsi53c895a"
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,16 @@ class AttachPlan:
     """
     Everything to attach one device live.
 
-    @ivar device: the device as the live definition will show it (alias set).
+    @ivar device: the device as the live definition will show it (alias and
+        PCI address set).
     @ivar steps: the commands, in order.
+    @ivar controller: a controller plugged first for the device (its
+        C{device_add} is the first step), or C{None}.
     """
 
     device: Disk | Interface
     steps: tuple[Step, ...]
+    controller: Controller | None = None
 
 
 def strip_none(value: Any) -> Any:
@@ -206,6 +222,39 @@ def add_device(domain: Domain, device: Disk | Interface) -> Domain:
     return dataclasses.replace(domain, devices=dv)
 
 
+def add_controller(domain: Domain, controller: Controller) -> Domain:
+    """
+    @return: C{domain} with C{controller} among its controllers (kept in
+        order of type and index).
+    """
+    dv = domain.devices
+    controllers = sorted((*dv.controllers, controller),
+                         key=lambda c: (pci.CONTROLLER_TYPES.index(c.type), c.index))
+    return dataclasses.replace(domain, devices=dataclasses.replace(
+        dv, controllers=tuple(controllers)))
+
+
+def plug_address(domain: Domain, device: Disk | Interface | Controller,
+                 kind: str) -> PCIAddress | None:
+    """
+    @param domain: the running definition.
+    @param device: a device about to be plugged in.
+    @param kind: the machine kind.
+    @return: its PCI address (L{qemud.domain.pci.hotplug_address}), or
+        C{None} when it is not on PCI or the machine has no address layout.
+    @raise ConfigUnsupportedError: a PCI address on a device not on PCI.
+    @raise DomainConfigError: the address asked for is invalid or in use.
+    """
+    if not pci.on_pci(device):
+        if device.address is not None:
+            raise ConfigUnsupportedError(
+                "only devices on PCI (virtio disks, NICs) can have a PCI address")
+        return None
+    if not pci.has_pci_layout(kind):
+        return device.address
+    return pci.hotplug_address(domain, kind, device.address)
+
+
 def remove_device(domain: Domain, device: Disk | Interface) -> Domain:
     """
     @return: C{domain} without C{device} (matched by target dev or MAC).
@@ -264,35 +313,57 @@ def plan_disk_attach(domain: Domain, disk: Disk, node_index: int, *, kind: str,
         raise OperationUnsupportedError(
             f"disk device '{disk.device}' cannot be hotplugged on bus '{disk.target_bus}'")
     alias = device_alias(disk, domain)
-    live = dataclasses.replace(disk, alias=alias)
     steps: list[Step] = []
-    if disk.target_bus == "scsi" and not any(d.target_bus == "scsi"
-                                             for d in domain.devices.disks):
-        steps.append(Step("device_add", {"driver": SCSI_CONTROLLER, "id": "scsi0"}))
-    if disk.target_bus == "usb" and not any(d.target_bus == "usb" for d in domain.devices.disks):
+    controller = None
+    controllers = domain.devices.controllers
+    if disk.target_bus == "scsi":
+        index = (disk_index(disk.target_dev) or 0) // 7
+        if not any(c.type == "scsi" and c.index == index for c in controllers):
+            controller = Controller(type="scsi", index=index, model="lsilogic",
+                                    alias=f"scsi{index}")
+            controller = dataclasses.replace(
+                controller, address=plug_address(domain, controller, kind))
+            props = controller_device_props(controller, kind)
+            assert props is not None
+            if has_device is not None and not has_device(props["driver"]):
+                raise ConfigUnsupportedError(
+                    f"device '{props['driver']}' is not supported by QEMU")
+            # Not undone: like libvirt, the controller stays once plugged.
+            steps.append(Step("device_add", strip_none(
+                pci_device_props(props, controller.address, kind))))
+            domain = add_controller(domain, controller)
+    if disk.target_bus == "usb" and not any(c.type == "usb" and c.model != "none"
+                                            for c in controllers):
         raise OperationUnsupportedError("a USB disk needs a USB controller present at boot")
+    live = dataclasses.replace(disk, alias=alias, address=plug_address(domain, disk, kind))
     for node in disk_blockdev_props(live, node_index):
         props = strip_none(node)
         steps.append(Step("blockdev-add", props,
                           ("blockdev-del", {"node-name": props["node-name"]})))
-    device = strip_none(disk_device_props(live, node_index, kind=kind))
+    device = strip_none(pci_device_props(disk_device_props(live, node_index, kind=kind),
+                                         live.address, kind))
     if has_device is not None and not has_device(device["driver"]):
         raise ConfigUnsupportedError(f"device '{device['driver']}' is not supported by QEMU")
     steps.append(Step("device_add", device, ("device_del", {"id": alias})))
-    return AttachPlan(live, tuple(steps))
+    return AttachPlan(live, tuple(steps), controller)
 
 
-def plan_nic_attach(domain: Domain, iface: Interface, *, driver: str) -> AttachPlan:
+def plan_nic_attach(domain: Domain, iface: Interface, *, driver: str,
+                    kind: str = "i440fx") -> AttachPlan:
     """
     @param domain: the running definition.
     @param iface: the interface to plug (MAC filled in).
     @param driver: from L{qemud.qemu.argv.nic_driver}.
-    @return: C{netdev_add} then C{device_add}.
+    @param kind: the machine kind (L{qemud.qemu.argv.machine_kind}).
+    @return: C{netdev_add} then C{device_add} (at the NIC's PCI address).
     """
     alias = device_alias(iface, domain)
-    live = dataclasses.replace(iface, alias=alias)
+    # Whether it sits on PCI follows from the QEMU device (the model may be unset).
+    address = plug_address(domain, dataclasses.replace(iface, model=driver), kind)
+    live = dataclasses.replace(iface, alias=alias, address=address)
     netdev = strip_none(netdev_props(live, 0))
-    device = strip_none(nic_device_props(live, 0, driver=driver))
+    device = strip_none(pci_device_props(nic_device_props(live, 0, driver=driver), address,
+                                         kind))
     return AttachPlan(live, (
         Step("netdev_add", netdev, ("netdev_del", {"id": netdev["id"]})),
         Step("device_add", device, ("device_del", {"id": alias})),

@@ -13,11 +13,12 @@ from twisted.test.iosim import FakeTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from qemud.daemon import driver as drv
-from qemud.errors import OperationFailedError, OperationInvalidError
+from qemud.daemon.driver import DomainRef
+from qemud.errors import DomainConfigError, OperationFailedError, OperationInvalidError
 from qemud.qemu import saveimage
 from qemud.qemu.hotplug import DeviceMissingError
 from qemud.testing import FakeQMPServer
-from tests.daemon.fakedriver import DriverEnv, raw
+from tests.daemon.fakedriver import DriverEnv, domain_xml, raw
 
 SAVE_SCRIPT = ("stop", "migrate-set-parameters", "getfd", "migrate")
 DISK = """<disk type='file' device='disk'>
@@ -148,3 +149,156 @@ class LiveOpsTests(SynchronousTestCase):
                           drv.AFFECT_LIVE)
         self.assertRaises(OperationInvalidError, self.env.driver.get_job_info,
                           raw("0b3f5c2e-1b4d-4e6f-9a7b-0c1d2e3f4a5b"))
+
+
+SCSI_DISK = """<disk type='file' device='disk'>
+  <source file='/images/scsi.img'/>
+  <target dev='sda' bus='scsi'/>
+</disk>
+"""
+NIC = """<interface type='user'>
+  <mac address='52:54:00:11:22:33'/>
+  <model type='virtio'/>
+</interface>
+"""
+
+
+def _addresses(xml: str) -> list[str]:
+    """@return: the C{<address>} lines of a domain XML, in order."""
+    return [line.strip() for line in xml.splitlines() if "<address type='pci'" in line]
+
+
+class PCIAddressTests(SynchronousTestCase):
+    """PCI addresses through the driver: define, dumpxml, hot-plug, save and restore."""
+
+    def setUp(self) -> None:
+        self.sent: list[int] = []
+        transport: Any = FakeTransport
+        transport.sendFileDescriptor = lambda _self, fd: self.sent.append(fd)
+        self.addCleanup(delattr, transport, "sendFileDescriptor")
+        self.env = DriverEnv(self)
+
+    def test_define_conflict_changes_nothing(self) -> None:
+        """
+        A definition with two devices at one address is refused with
+        libvirt's XML error; the domain is not defined, and an existing
+        domain's config stays as it was.
+        """
+        clash = ("<interface type='user'><model type='virtio'/>"
+                 "<address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>"
+                 "</interface><memballoon model='virtio'>"
+                 "<address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>"
+                 "</memballoon>")
+        with self.assertRaises(DomainConfigError) as cm:
+            self.env.driver.define_xml(domain_xml(extra=clash))
+        self.assertEqual(cm.exception.message,
+                         "XML error: Attempted double use of PCI Address 0000:00:05.0")
+        self.assertEqual(cm.exception.code, 27)
+        self.assertEqual(self.env.driver.list_domains(), [])
+        self.assertFalse(os.path.exists(self.env.config_file("vm1")))
+        ref = self.env.define()
+        with open(self.env.config_file("vm1")) as f:
+            before = f.read()
+        self.assertRaises(DomainConfigError, self.env.driver.define_xml,
+                          domain_xml(extra=clash))
+        with open(self.env.config_file("vm1")) as f:
+            self.assertEqual(f.read(), before)
+        self.assertEqual(self.env.driver.get_xml_desc(ref.uuid), before)
+
+    def test_addresses_stored_and_shown(self) -> None:
+        """
+        The stored config and both dumpxml forms show every PCI device's
+        address; the running guest's command line puts it there.
+        """
+        ref = self.env.started(extra=NIC)
+        with open(self.env.config_file("vm1")) as f:
+            stored = f.read()
+        want = ["<address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>",
+                "<address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>"]
+        self.assertEqual(_addresses(stored), want)
+        self.assertEqual(_addresses(self.env.driver.get_xml_desc(ref.uuid)), want)
+        self.assertEqual(
+            _addresses(self.env.driver.get_xml_desc(ref.uuid, drv.XML_INACTIVE)), want)
+        argv = self.env.process().argv
+        self.assertIn("virtio-net-pci,bus=pci.0,addr=0x2,netdev=hostnet0,id=net0,"
+                      "mac=52:54:00:11:22:33", argv)
+        self.assertIn("virtio-balloon-pci,bus=pci.0,addr=0x3,id=balloon0", argv)
+
+    def test_attach_config_gets_its_own_slot(self) -> None:
+        """
+        A disk attached to the config (only) gets the config's first free
+        slot, stored with it; the running guest is untouched.
+        """
+        ref = self.env.started()
+        self.successResultOf(self.env.driver.attach_device(ref.uuid, DISK, drv.AFFECT_CONFIG))
+        inactive = self.env.driver.get_xml_desc(ref.uuid, drv.XML_INACTIVE)
+        self.assertIn("<target dev='vdb' bus='virtio'/>\n      <address type='pci' "
+                      "domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>", inactive)
+        with open(self.env.config_file("vm1")) as f:
+            self.assertEqual(f.read(), inactive)
+        self.assertNotIn("vdb", self.env.driver.get_xml_desc(ref.uuid))
+
+    def _attach_live(self, ref: DomainRef, xml: str, commands: list[tuple[str, Any]]) -> None:
+        s = self.env.servers["vm1"]
+        for command, args in commands:
+            s.expect(command, args)
+        d = self.env.driver.attach_device(ref.uuid, xml, drv.AFFECT_LIVE)
+        s.flush()
+        self.successResultOf(d)
+        s.assert_done()
+
+    def test_hotplugged_devices_keep_their_slots_across_restore(self) -> None:
+        """
+        A virtio disk, a SCSI disk (with the SCSI controller it brings) and
+        a NIC plugged into a running guest take the free slots; after a
+        managed save the restore's command line puts each device (and the
+        controller) at the same address, and the live XML is the same.
+        """
+        ref = self.env.started(extra="<video/>")
+        self._attach_live(ref, DISK, [
+            ("query-named-block-nodes", None), ("blockdev-add", None), ("blockdev-add", None),
+            ("device_add", {"driver": "virtio-blk-pci", "bus": "pci.0", "addr": "0x4",
+                            "drive": "libvirt-1-format", "id": "virtio-disk1"})])
+        self._attach_live(ref, SCSI_DISK, [
+            ("query-named-block-nodes", None),
+            ("device_add", {"driver": "lsi53c895a", "bus": "pci.0", "addr": "0x5",
+                            "id": "scsi0"}),
+            ("blockdev-add", None), ("blockdev-add", None), ("device_add", None)])
+        self._attach_live(ref, NIC, [
+            ("netdev_add", None),
+            ("device_add", {"driver": "virtio-net-pci", "bus": "pci.0", "addr": "0x6",
+                            "netdev": "hostnet0", "id": "net0", "mac": "52:54:00:11:22:33"})])
+        before = self.env.driver.get_xml_desc(ref.uuid)
+        self.assertEqual(len(_addresses(before)), 5)
+
+        s = self.env.servers["vm1"]
+        s.expect("stop", events_before=[("STOP", {})])
+        for command in SAVE_SCRIPT[1:]:
+            s.expect(command)
+        s.expect("query-migrate", ret={"status": "completed"})
+        s.expect("quit")
+        d = self.env.driver.managed_save(ref.uuid)
+        s.flush()
+        self.env.process().exit(0)
+        self.successResultOf(d)
+
+        d = self.env.driver.create(ref.uuid)
+        server = FakeQMPServer()
+        server.expect("query-status", ret={"status": "inmigrate", "running": False})
+        server.expect("getfd")
+        server.expect("migrate-incoming")
+        server.expect("query-migrate", ret={"status": "completed"})
+        server.expect("cont", events_before=[("RESUME", {})])
+        self.env.reactor.accept_unix(server)
+        restored = self.successResultOf(d)
+        server.assert_done()
+        argv = self.env.process().argv
+        devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+        for wanted in ("VGA,bus=pci.0,addr=0x2,", "virtio-balloon-pci,bus=pci.0,addr=0x3,",
+                       "virtio-blk-pci,bus=pci.0,addr=0x4,", "lsi53c895a,bus=pci.0,addr=0x5,",
+                       "virtio-net-pci,bus=pci.0,addr=0x6,"):
+            self.assertEqual(len([x for x in devices if x.startswith(wanted)]), 1, wanted)
+        after = self.env.driver.get_xml_desc(restored.uuid)
+        self.assertEqual(_addresses(after), _addresses(before))
+        self.assertEqual(after.replace(f"id='{restored.id}'", ""),
+                         before.replace(f"id='{ref.id}'", ""))

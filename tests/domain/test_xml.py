@@ -358,9 +358,9 @@ class ParseTests(unittest.TestCase):
         """
         warnings: list[str] = []
         parse_domain_xml(doc(
-            "<disk><driver name='qemu' io='native'/><source file='/a'/><target dev='vda'/>"
-            "<address type='pci'/></disk><disk><source file='/b'/><target dev='vdb'/>"
-            "<address type='pci'/></disk><controller type='usb'/>",
+            "<disk><driver name='qemu' io='native'/><source file='/a'/><target dev='hda'/>"
+            "<address type='drive'/></disk><disk><source file='/b'/><target dev='hdb'/>"
+            "<address type='drive'/></disk><controller type='ide'/>",
             extra="<pm/>"), warnings=warnings)
         self.assertEqual(warnings, [
             "ignoring unsupported attribute 'io' of <domain/devices/disk/driver>",
@@ -447,6 +447,8 @@ class RenderTests(unittest.TestCase):
                       "      <source file='/a'/>\n"
                       "      <target dev='vda' bus='virtio'/>\n"
                       "      <alias name='virtio-disk0'/>\n"
+                      "      <address type='pci' domain='0x0000' bus='0x00' slot='0x04'"
+                      " function='0x0'/>\n"
                       "    </disk>\n", out)
 
     def test_inactive_hides_live_state(self) -> None:

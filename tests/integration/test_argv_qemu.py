@@ -171,6 +171,7 @@ class QemuArgvTests(unittest.TestCase):
             self.assertIn("QMP", greeting)
             self.execute(client, reader, proc, "qmp_capabilities")
             status: dict[str, Any] = self.execute(client, reader, proc, "query-status")
+            self.pci_buses = self.execute(client, reader, proc, "query-pci")
             self.execute(client, reader, proc, "quit")
         except (OSError, AssertionError) as err:
             raise AssertionError(f"{err}; QEMU said: {self.log_text()}\n"
@@ -230,6 +231,33 @@ class QemuArgvTests(unittest.TestCase):
         dom = self.localise(self.parse_case(case))
         status = self.run_paused(dom)
         self.assertEqual((status["status"], status["running"]), ("prelaunch", False))
+
+    def test_pci_addresses(self) -> None:
+        """
+        Devices at given and assigned PCI addresses (a multifunction slot, a
+        SCSI controller at a slot of its own; q35's root bus) start paused,
+        and QEMU reports every device with an C{addr} at exactly that slot
+        and function.
+        """
+        for case in ("pci-addresses", "pci-q35"):
+            with self.subTest(case=case):
+                dom = self.localise(self.parse_case(case))
+                self.check_case(case)
+                assert QEMU is not None
+                launch = build_argv(dom, real_caps(QEMU), LaunchPaths(qmp_fd=QMP_FD,
+                                                                      domain_dir=self.tmp))
+                wanted: dict[str, tuple[int, int]] = {}
+                for i, arg in enumerate(launch.argv[:-1]):
+                    props = dict(p.split("=", 1) for p in launch.argv[i + 1].split(",")
+                                 if "=" in p)
+                    if arg == "-device" and "addr" in props:
+                        slot, _, function = props["addr"].partition(".")
+                        wanted[props["id"]] = (int(slot, 16), int(function or "0", 16))
+                found = {dev["qdev_id"]: (dev["slot"], dev["function"])
+                         for bus in self.pci_buses for dev in bus["devices"]
+                         if dev.get("qdev_id")}
+                self.assertGreaterEqual(len(wanted), 5)
+                self.assertEqual({k: found.get(k) for k in wanted}, wanted)
 
     def test_demo1_isapc(self) -> None:
         """demo1 (isapc, IDE disk, ne2k_isa user NIC, fixed VNC) starts paused."""

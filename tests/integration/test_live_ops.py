@@ -1,8 +1,10 @@
 """
 Live operations against a real daemon, real QEMU and real virsh: save and
 restore (the Linux guest keeps counting where it stopped), managed save
-across a daemon restart, disk and NIC hot-plug seen by the guest, cdrom
-eject, and C{virsh domstats}.
+across a daemon restart, disk and NIC hot-plug seen by the guest,
+hot-plugged devices (and the SCSI controller qemud adds) keeping their PCI
+addresses across save/restore and managed save, cdrom eject, and C{virsh
+domstats}.
 
 Every test starts its own daemon in a fresh root below C{/tmp}, bounds every
 wait, and kills by PID the daemon and every QEMU whose command line or
@@ -314,3 +316,131 @@ def test_tap_interface_counters(daemon: Daemon, linux_guest_image: Any) -> None:
     assert rx_pkts and rx_pkts[0] >= after["rx_packets"], stats
     unknown = daemon.virsh("domifstat", "tapg", "nosuchdev", check=False)
     assert "invalid path, 'nosuchdev' is not a known interface" in unknown
+
+
+def _pci_devices(xml: str) -> list[str]:
+    """
+    @param xml: a domain XML.
+    @return: for every device with a PCI address, its opening tag, alias and
+        address, in document order (what must survive a save and restore).
+    """
+    out: list[str] = []
+    opening = alias = ""
+    for line in xml.splitlines():
+        text = line.strip()
+        if line.startswith("    <") and not line.startswith("    </"):
+            opening, alias = text, ""
+        elif text.startswith("<alias "):
+            alias = text
+        elif text.startswith("<address type='pci'"):
+            out.append(f"{opening} {alias} {text}")
+    return out
+
+
+def _hotplug_three(daemon: Daemon, name: str) -> None:
+    """
+    Attach live a virtio disk (vdb), a SCSI disk (sda, which brings the
+    SCSI controller) and a virtio NIC to a running guest.
+    """
+    for disk in ("vdb", "sda"):
+        image = os.path.join(daemon.root, f"{name}-{disk}.img")
+        with open(image, "wb") as f:
+            f.truncate(1 << 20)
+        bus = ["--targetbus", "scsi"] if disk == "sda" else []
+        assert "Disk attached successfully" in daemon.virsh(
+            "attach-disk", name, image, disk, *bus, "--live")
+    nic = daemon.write(f"{name}-nic.xml", """<interface type='user'>
+  <mac address='52:54:00:aa:00:02'/>
+  <model type='virtio'/>
+</interface>
+""")
+    assert "Device attached successfully" in daemon.virsh("attach-device", name, nic, "--live")
+
+
+def _noos_with_nic(name: str) -> str:
+    return noos_guest_domain_xml(name).replace(
+        "<memballoon", "<interface type='user'><mac address='52:54:00:aa:00:01'/>"
+        "<model type='virtio'/></interface>\n    <memballoon")
+
+
+def test_hotplugged_devices_survive_save_restore(daemon: Daemon) -> None:
+    """
+    A KVM guest with a virtio NIC gets a virtio disk, a SCSI disk (with
+    the SCSI controller qemud adds) and a second NIC hot-plugged, each at
+    a PCI address shown in the live XML; C{virsh save} and C{virsh
+    restore} bring it back running (restored) with every device at the
+    same address (QEMU accepts the migration stream only if the slots
+    match); a SCSI disk can be detached afterwards and a new disk takes a
+    free slot, and the guest is destroyed.
+    """
+    daemon.define("hp", _noos_with_nic("hp"))
+    daemon.virsh("start", "hp")
+    _hotplug_three(daemon, "hp")
+    before = _pci_devices(daemon.virsh("dumpxml", "hp"))
+    assert len(before) == 4, before  # NIC, vdb, SCSI controller, second NIC
+    assert any("<controller type='scsi' index='0' model='lsilogic'>" in d for d in before)
+    assert len({d.rsplit("slot=", 1)[1] for d in before}) == len(before)
+    image = os.path.join(daemon.root, "hp.save")
+    assert f"Domain 'hp' saved to {image}" in daemon.virsh("save", "hp", image)
+    assert daemon.virsh("domstate", "--reason", "hp").strip() == "shut off (saved)"
+    assert "Domain restored from" in daemon.virsh("restore", image)
+    assert daemon.virsh("domstate", "--reason", "hp").strip() == "running (restored)"
+    assert _pci_devices(daemon.virsh("dumpxml", "hp")) == before
+    sda = os.path.join(daemon.root, "hp-sda.img")
+    assert "Disk detached successfully" in daemon.virsh("detach-disk", "hp", "sda", "--live")
+    assert sda not in daemon.virsh("domblklist", "hp")
+    vdc = os.path.join(daemon.root, "hp-vdc.img")
+    with open(vdc, "wb") as f:
+        f.truncate(1 << 20)
+    assert "Disk attached successfully" in daemon.virsh("attach-disk", "hp", vdc, "vdc",
+                                                         "--live")
+    after = _pci_devices(daemon.virsh("dumpxml", "hp"))
+    (new,) = set(after) - set(before)
+    assert "virtio-disk2" in new and "slot='0x06'" in new, after
+    assert len(after) == len(before) + 1
+    assert daemon.virsh("domstate", "hp").strip() == "running"
+    assert "Domain 'hp' destroyed" in daemon.virsh("destroy", "hp")
+
+
+def test_hotplugged_devices_survive_managed_save(daemon: Daemon) -> None:
+    """
+    The same with C{virsh managedsave}: C{virsh start} restores the guest
+    (running, restored) with every hot-plugged device at its address.
+    """
+    daemon.define("ms", _noos_with_nic("ms"))
+    daemon.virsh("start", "ms")
+    _hotplug_three(daemon, "ms")
+    before = _pci_devices(daemon.virsh("dumpxml", "ms"))
+    assert "state saved by libvirt" in daemon.virsh("managedsave", "ms")
+    daemon.virsh("start", "ms")
+    assert daemon.virsh("domstate", "--reason", "ms").strip() == "running (restored)"
+    assert _pci_devices(daemon.virsh("dumpxml", "ms")) == before
+    assert "Domain 'ms' destroyed" in daemon.virsh("destroy", "ms")
+
+
+def test_hotplug_restore_seen_by_guest(daemon: Daemon, linux_guest_image: Any) -> None:
+    """
+    In the Linux guest: a virtio disk plugged live is seen; after save and
+    restore the guest goes on counting and, when the disk is detached, the
+    guest sees it go (the ACPI eject reaches the slot the disk is really
+    in).
+    """
+    serial = _linux(daemon, linux_guest_image, "hl")
+    wait_for_serial(serial, "TICK 1", 30)
+    disk_img = os.path.join(daemon.root, "hl-vdb.img")
+    with open(disk_img, "wb") as f:
+        f.truncate(8 << 20)
+    offset = os.path.getsize(serial)
+    assert "Disk attached successfully" in daemon.virsh("attach-disk", "hl", disk_img, "vdb",
+                                                         "--live")
+    offset = wait_for_serial(serial, "HOTPLUG add block vd", 30, offset)
+    before = _pci_devices(daemon.virsh("dumpxml", "hl"))
+    image = os.path.join(daemon.root, "hl.save")
+    daemon.virsh("save", "hl", image)
+    last = ticks(serial)[-1]
+    daemon.virsh("restore", image)
+    offset = wait_for_serial(serial, f"TICK {last + 1}", 30, offset)
+    assert _pci_devices(daemon.virsh("dumpxml", "hl")) == before
+    assert "Disk detached successfully" in daemon.virsh("detach-disk", "hl", "vdb", "--live")
+    wait_for_serial(serial, "HOTPLUG remove block vd", 30, offset)
+    assert "vdb" not in daemon.virsh("domblklist", "hl")

@@ -352,7 +352,8 @@ class BuildArgvTests(unittest.TestCase):
                          ["pc-i440fx-7.2,usb=off,dump-guest-core=off,acpi=off"])
         self.assertEqual(pairs(argv, "-accel"), ["tcg"])
         self.assertEqual(pairs(argv, "-display"), ["none"])
-        self.assertEqual(pairs(argv, "-device"), ["virtio-balloon-pci,id=balloon0"])
+        self.assertEqual(pairs(argv, "-device"),
+                         ["virtio-balloon-pci,bus=pci.0,addr=0x2,id=balloon0"])
         self.assertIn("-sandbox", argv)
 
     def test_no_sandbox_without_seccomp(self) -> None:
@@ -393,17 +394,19 @@ class BuildArgvTests(unittest.TestCase):
                       devices)
         self.assertIn("ide-cd,bus=ide.1,unit=0,drive=libvirt-1-format,id=ide0-1-0,bootindex=1",
                       devices)
-        self.assertIn("rtl8139,netdev=hostnet0,id=net0,mac=52:54:00:00:00:01,bootindex=2",
-                      devices)
+        self.assertIn("rtl8139,bus=pci.0,addr=0x2,netdev=hostnet0,id=net0,"
+                      "mac=52:54:00:00:00:01,bootindex=2", devices)
 
     def test_usb_tablet_adds_controller(self) -> None:
         """
-        A USB tablet brings a USB controller (piix3-usb-uhci on i440fx) before it.
+        A USB tablet brings a USB controller before it: piix3-usb-uhci at the
+        PIIX3's function 1.2 on i440fx.
         """
         argv = build_argv(with_devices(inputs=(Input(type="tablet", bus="usb"),)),
                           CAPS, PATHS).argv
         self.assertEqual(pairs(argv, "-device")[:2],
-                         ["piix3-usb-uhci,id=usb", "usb-tablet,id=input0,bus=usb.0"])
+                         ["piix3-usb-uhci,bus=pci.0,addr=0x1.0x2,id=usb",
+                          "usb-tablet,id=input0,bus=usb.0"])
 
     def test_watchdog_rng(self) -> None:
         """
@@ -416,7 +419,8 @@ class BuildArgvTests(unittest.TestCase):
         self.assertEqual(pairs(argv, "-object"),
                          ["rng-random,id=objrng0,filename=/dev/urandom"])
         self.assertEqual(pairs(argv, "-device"),
-                         ["i6300esb,id=watchdog0", "virtio-rng-pci,rng=objrng0,id=rng0"])
+                         ["i6300esb,bus=pci.0,addr=0x3,id=watchdog0",
+                          "virtio-rng-pci,bus=pci.0,addr=0x2,rng=objrng0,id=rng0"])
 
     def test_vnc_password_not_on_command_line(self) -> None:
         """
@@ -427,7 +431,7 @@ class BuildArgvTests(unittest.TestCase):
         self.assertEqual(pairs(argv, "-vnc"), ["127.0.0.1:5,password=on"])
         self.assertFalse(any("hunter2" in arg for arg in argv))
         self.assertNotIn("-display", argv)
-        self.assertIn("VGA,id=video0", pairs(argv, "-device"))
+        self.assertIn("VGA,bus=pci.0,addr=0x2,id=video0", pairs(argv, "-device"))
 
 
 class RefusalTests(unittest.TestCase):

@@ -14,8 +14,9 @@ from typing import Any
 from twisted.test.iosim import FakeTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from qemud.domain.model import Devices, Disk, Interface
+from qemud.domain.model import Controller, Devices, Disk, Interface, MemBalloon, PCIAddress
 from qemud.errors import (
+    DomainConfigError,
     OperationFailedError,
     OperationTimeoutError,
     OperationUnsupportedError,
@@ -33,6 +34,7 @@ RESUMED_FROM_SNAPSHOT = (4, 2)
 VDB = Disk(target_dev="vdb", target_bus="virtio", driver_name="qemu", driver_type="qcow2",
            source="/images/extra.qcow2")
 NIC = Interface(type="user", mac="52:54:00:aa:bb:01", model="virtio")
+SDA = Disk(target_dev="sda", target_bus="scsi", source="/images/scsi.img")
 
 
 def running(case: SynchronousTestCase, **domain: Any) -> tuple[Env, list[int]]:
@@ -187,8 +189,9 @@ class HotplugGuestTests(SynchronousTestCase):
         """
         A virtio disk is added with C{blockdev-add} (storage, format) and
         C{device_add}, the properties of the boot command line, a fresh
-        node index; the live definition shows it with alias virtio-disk1 and
-        a device-added event follows.
+        node index, at the first free PCI slot; the live definition shows it
+        with alias virtio-disk1 and that address, and a device-added event
+        follows.
         """
         env, _sent = running(self)
         s = env.server
@@ -199,13 +202,14 @@ class HotplugGuestTests(SynchronousTestCase):
                                   "discard": "unmap"})
         s.expect("blockdev-add", {"node-name": "libvirt-2-format", "read-only": False,
                                   "driver": "qcow2", "file": "libvirt-2-storage"})
-        s.expect("device_add", {"driver": "virtio-blk-pci", "drive": "libvirt-2-format",
-                                "id": "virtio-disk1"})
+        s.expect("device_add", {"driver": "virtio-blk-pci", "bus": "pci.0", "addr": "0x2",
+                                "drive": "libvirt-2-format", "id": "virtio-disk1"})
         d = env.guest.attach_disk(VDB, kind="i440fx")
         s.flush()
         disk = self.successResultOf(d)
         s.assert_done()
         self.assertEqual(disk.alias, "virtio-disk1")
+        self.assertEqual(disk.address, PCIAddress(slot=2))
         self.assertEqual(env.guest.live_domain.devices.disks, (disk,))
         self.assertEqual([(e.kind, e.alias) for e in env.events], [("device-added",
                                                                      "virtio-disk1")])
@@ -231,16 +235,143 @@ class HotplugGuestTests(SynchronousTestCase):
 
     def test_attach_nic(self) -> None:
         """
-        A NIC is C{netdev_add} + C{device_add} with the builders' properties.
+        A NIC is C{netdev_add} + C{device_add} with the builders' properties,
+        at the first free PCI slot.
         """
         env, _sent = running(self)
         s = env.server
         s.expect("netdev_add", {"type": "user", "id": "hostnet0"})
-        s.expect("device_add", {"driver": "virtio-net-pci", "netdev": "hostnet0",
-                                "id": "net0", "mac": "52:54:00:aa:bb:01"})
+        s.expect("device_add", {"driver": "virtio-net-pci", "bus": "pci.0", "addr": "0x2",
+                                "netdev": "hostnet0", "id": "net0",
+                                "mac": "52:54:00:aa:bb:01"})
         d = env.guest.attach_interface(NIC, driver="virtio-net-pci")
         s.flush()
         self.assertEqual(self.successResultOf(d).alias, "net0")
+        s.assert_done()
+
+    def test_attach_scsi_disk_brings_controller(self) -> None:
+        """
+        The first SCSI disk of a guest brings an lsi53c895a controller,
+        plugged first at its own free slot; the live definition then shows
+        the controller (with that address) and the disk.  A second SCSI
+        disk uses the same controller.
+        """
+        balloon = MemBalloon(model="virtio", address=PCIAddress(slot=2))
+        env, _sent = running(self, devices=Devices(memballoon=balloon))
+        s = env.server
+        s.expect("query-named-block-nodes", ret=[])
+        s.expect("device_add", {"driver": "lsi53c895a", "bus": "pci.0", "addr": "0x3",
+                                "id": "scsi0"})
+        s.expect("blockdev-add")
+        s.expect("blockdev-add")
+        s.expect("device_add", {"driver": "scsi-hd", "bus": "scsi0.0", "scsi-id": 0,
+                                "drive": "libvirt-1-format", "id": "scsi0-0-0-0"})
+        d = env.guest.attach_disk(SDA, kind="i440fx")
+        s.flush()
+        self.assertIsNone(self.successResultOf(d).address)
+        s.assert_done()
+        live = env.guest.live_domain.devices
+        self.assertEqual(live.controllers, (Controller(type="scsi", index=0, model="lsilogic",
+                                                       alias="scsi0",
+                                                       address=PCIAddress(slot=3)),))
+        s.expect("query-named-block-nodes", ret=[])
+        s.expect("blockdev-add")
+        s.expect("blockdev-add")
+        s.expect("device_add", {"driver": "scsi-hd", "bus": "scsi0.0", "scsi-id": 1,
+                                "drive": "libvirt-1-format", "id": "scsi0-0-0-1"})
+        d = env.guest.attach_disk(dataclasses.replace(SDA, target_dev="sdb"), kind="i440fx")
+        s.flush()
+        self.successResultOf(d)
+        s.assert_done()
+        self.assertEqual(len(env.guest.live_domain.devices.controllers), 1)
+
+    def test_controller_stays_when_disk_fails(self) -> None:
+        """
+        When the disk fails after its controller went in, the controller
+        stays in the live definition (as in QEMU), so the next SCSI disk
+        does not plug a second one.
+        """
+        env, _sent = running(self)
+        s = env.server
+        s.expect("query-named-block-nodes", ret=[])
+        s.expect("device_add", {"driver": "lsi53c895a", "bus": "pci.0", "addr": "0x2",
+                                "id": "scsi0"})
+        s.expect("blockdev-add", error=("GenericError", "no such file"))
+        d = env.guest.attach_disk(SDA, kind="i440fx")
+        s.flush()
+        self.failureResultOf(d, OperationFailedError)
+        s.assert_done()
+        self.assertEqual([c.alias for c in env.guest.live_domain.devices.controllers],
+                         ["scsi0"])
+        self.assertEqual(env.guest.live_domain.devices.disks, ())
+
+    def test_attach_at_address_asked(self) -> None:
+        """
+        A disk whose XML asks for a free address gets it; one asking for an
+        address in use is refused before anything is sent to QEMU.
+        """
+        nic = dataclasses.replace(NIC, alias="net0", address=PCIAddress(slot=3))
+        env, _sent = running(self, devices=Devices(interfaces=(nic,)))
+        s = env.server
+        s.expect("query-named-block-nodes", ret=[])
+        d = env.guest.attach_disk(dataclasses.replace(VDB, address=PCIAddress(slot=3)),
+                                  kind="i440fx")
+        s.flush()
+        failure = self.failureResultOf(d, DomainConfigError)
+        self.assertEqual(failure.value.message,
+                         "XML error: Attempted double use of PCI Address 0000:00:03.0")
+        s.assert_done()
+        s.expect("query-named-block-nodes", ret=[])
+        s.expect("blockdev-add")
+        s.expect("blockdev-add")
+        s.expect("device_add", {"driver": "virtio-blk-pci", "bus": "pci.0", "addr": "0x9",
+                                "drive": "libvirt-1-format", "id": "virtio-disk1"})
+        d = env.guest.attach_disk(dataclasses.replace(VDB, address=PCIAddress(slot=9)),
+                                  kind="i440fx")
+        s.flush()
+        self.assertEqual(self.successResultOf(d).address, PCIAddress(slot=9))
+        s.assert_done()
+
+    def test_slot_freed_by_detach(self) -> None:
+        """
+        A slot freed by a detach (C{DEVICE_DELETED}) is the next one given.
+        """
+        disk = dataclasses.replace(VDB, alias="virtio-disk1", address=PCIAddress(slot=3))
+        env, _sent = running(self, devices=Devices(disks=(disk,), memballoon=MemBalloon(
+            model="virtio", address=PCIAddress(slot=2))))
+        s = env.server
+        s.expect("query-block", ret=[])
+        s.expect("device_del", {"id": "virtio-disk1"})
+        d = env.guest.detach_device(disk)
+        s.flush()
+        s.send_event("DEVICE_DELETED", {"device": "virtio-disk1"})
+        self.successResultOf(d)
+        s.expect("netdev_add")
+        s.expect("device_add", {"driver": "virtio-net-pci", "bus": "pci.0", "addr": "0x3",
+                                "netdev": "hostnet0", "id": "net0",
+                                "mac": "52:54:00:aa:bb:01"})
+        d = env.guest.attach_interface(NIC, driver="virtio-net-pci")
+        s.flush()
+        self.assertEqual(self.successResultOf(d).address, PCIAddress(slot=3))
+        s.assert_done()
+
+    def test_q35_root_bus(self) -> None:
+        """
+        On q35 a NIC goes on C{pcie.0} (where QEMU itself refuses hot-plug;
+        its error is passed on).
+        """
+        env, _sent = running(self)
+        s = env.server
+        s.expect("netdev_add")
+        s.expect("device_add", {"driver": "virtio-net-pci", "bus": "pcie.0", "addr": "0x1",
+                                "netdev": "hostnet0", "id": "net0",
+                                "mac": "52:54:00:aa:bb:01"},
+                 error=("GenericError", "Bus 'pcie.0' does not support hotplugging"))
+        s.expect("netdev_del", {"id": "hostnet0"})
+        d = env.guest.attach_interface(NIC, driver="virtio-net-pci", kind="q35")
+        s.flush()
+        failure = self.failureResultOf(d, OperationFailedError)
+        self.assertIn("does not support hotplugging", failure.value.message)
         s.assert_done()
 
     def _with_vdb(self) -> tuple[Env, Disk]:
