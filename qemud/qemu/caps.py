@@ -57,6 +57,7 @@ __all__ = [
     "parse_accel_help",
     "parse_cpu_help",
     "parse_device_help",
+    "libvirt_machine_order",
     "parse_machine_help",
     "parse_version",
     "probe",
@@ -183,7 +184,8 @@ class QemuCaps:
     @ivar binary: absolute path of the emulator.
     @ivar version: C{(major, minor, micro)}.
     @ivar arch: the guest arch it emulates, libvirt's spelling.
-    @ivar machines: canonical machine type names, in the order QEMU lists them.
+    @ivar machines: canonical machine type names in libvirt's order (the default
+        first, then as QEMU's C{query-machines} lists them).
     @ivar default_machine: the canonical name of the default machine, if any.
     @ivar machine_aliases: alias -> canonical name (C{pc} -> C{pc-i440fx-7.2}).
     @ivar machine_max_cpus: canonical name -> most vCPUs it takes (from QMP).
@@ -345,6 +347,24 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
+def libvirt_machine_order(machines: Sequence[str], listed: Sequence[str],
+                          default: str | None) -> tuple[str, ...]:
+    """
+    The order libvirt keeps machine types in (and prints them in
+    capabilities): the default first, then as C{query-machines} lists them,
+    then any that only C{-machine help} showed.
+
+    @param machines: the canonical names, as C{-machine help} lists them.
+    @param listed: the names in C{query-machines} order.
+    @param default: the canonical default machine, if any.
+    @return: C{machines}, reordered.
+    """
+    known = set(machines)
+    first = [default] if default in known else []
+    ordered = first + [name for name in listed if name in known and name not in first]
+    return tuple(ordered + [name for name in machines if name not in set(ordered)])
+
+
 def parse_machine_help(text: str) -> tuple[tuple[str, ...], str | None, dict[str, str]]:
     """
     @param text: C{-machine help} output.
@@ -429,8 +449,9 @@ _QMP_SCRIPT = (
 def _parse_qmp_probe(text: str) -> tuple[dict[str, int], frozenset[str], bool | None]:
     """
     @param text: stdout of the QMP-over-stdio probe.
-    @return: (max vCPUs per machine, deprecated machines, sandbox built in;
-        C{None} when QMP did not answer that question).
+    @return: (max vCPUs per machine, in the order C{query-machines} lists
+        them; deprecated machines; sandbox built in, C{None} when QMP did
+        not answer that question).
     """
     max_cpus: dict[str, int] = {}
     deprecated: set[str] = set()
@@ -504,6 +525,7 @@ def probe(binary: str, *, kvm_device: str = "/dev/kvm",
     machines, default, aliases = parse_machine_help(outputs["machine"])
     accelerators = parse_accel_help(outputs["accel"])
     max_cpus, deprecated, qmp_sandbox = _parse_qmp_probe(outputs["qmp"])
+    machines = libvirt_machine_order(machines, tuple(max_cpus), default)
     has_sandbox = (qmp_sandbox if qmp_sandbox is not None
                    else re.search(r"^-sandbox ", outputs["help"], re.M) is not None)
     arch = arch_of_binary(binary)
@@ -541,7 +563,7 @@ def kvm_problem(binary: str, arch: str, accelerators: Iterable[str], *,
 
 
 # Bump when what a probe records changes, so that cached probes are redone.
-CAPS_CACHE_FORMAT = 1
+CAPS_CACHE_FORMAT = 2
 
 
 class CapsCache:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.cpudata import trace_capabilities
 from tests.integration.daemon import (
     VIRSH,
     DaemonProcess,
@@ -215,6 +216,19 @@ class HostTests:
         assert any(a is not None and a.get("name") == "x86_64" for a in arches)
         x86 = [g for g in root.findall("guest") if g.find("arch[@name='x86_64']") is not None]
         assert x86[0].findtext("os_type") == "hvm"
+
+    def test_capabilities_guests_like_libvirtd(self, any_uri: str) -> None:
+        """
+        With Debian 12's QEMU 7.2 installed, the C{<guest>} sections of
+        C{virsh capabilities} are line for line what libvirtd 9.0 printed
+        (machines in libvirt's order, features, domain types).
+        """
+        pattern = re.compile(r"^  <guest>\n.*?^  </guest>\n", re.M | re.S)
+        ours = pattern.findall(virsh_ok(any_uri, "capabilities"))
+        theirs = pattern.findall(trace_capabilities())
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            theirs = [g.replace("      <domain type='kvm'/>\n", "") for g in theirs]
+        assert ours == theirs
 
     def test_list_all(self, any_uri: str) -> None:
         """

@@ -375,9 +375,8 @@ class CapabilitiesXMLTests(unittest.TestCase):
     def test_guests_like_libvirtd(self) -> None:
         """
         With the traced machine's QEMU 7.2 caps, each C{<guest>} prints as
-        libvirtd printed it (same lines, same order) except the order of
-        the C{<machine>} lines, which libvirt takes from QEMU's unordered
-        machine list.
+        libvirtd printed it: same lines, same order (machines: the default
+        first, then in QEMU's C{query-machines} order).
         """
         guests = [replace(load_caps("i386"), kvm_problem=None),
                   replace(load_caps(), kvm_problem=None)]
@@ -386,11 +385,18 @@ class CapabilitiesXMLTests(unittest.TestCase):
         theirs = pattern.findall(trace_capabilities())
         self.assertEqual(len(theirs), 2)
         for got, want in zip(pattern.findall(ours), theirs, strict=True):
-            got_lines, want_lines = got.splitlines(), want.splitlines()
-            self.assertEqual([x for x in got_lines if "<machine" not in x],
-                             [x for x in want_lines if "<machine" not in x])
-            self.assertEqual(sorted(x for x in got_lines if "<machine" in x),
-                             sorted(x for x in want_lines if "<machine" in x))
+            self.assertEqual(got.splitlines(), want.splitlines())
+
+    def test_machine_order(self) -> None:
+        """
+        Machines are kept in libvirt's order: the default first, then as
+        C{query-machines} lists them, then any only C{-machine help} showed;
+        names QMP lists that help does not (C{none}) are left out.
+        """
+        self.assertEqual(
+            caps_module.libvirt_machine_order(("a", "b", "c", "d"), ("none", "c", "b", "d"), "b"),
+            ("b", "c", "d", "a"))
+        self.assertEqual(caps_module.libvirt_machine_order(("a", "b"), (), None), ("a", "b"))
 
     def test_layout(self) -> None:
         """
