@@ -29,8 +29,11 @@ DISK = """<disk type='file' device='disk'>
 """
 
 
-class LiveOpsTests(SynchronousTestCase):
-    """Save, restore and devices through the driver."""
+class _DriverTestCase(SynchronousTestCase):
+    """
+    A driver on fakes whose QMP transports record the descriptors handed to
+    QEMU (C{getfd}) in C{sent}.
+    """
 
     def setUp(self) -> None:
         self.sent: list[int] = []
@@ -38,6 +41,13 @@ class LiveOpsTests(SynchronousTestCase):
         transport.sendFileDescriptor = lambda _self, fd: self.sent.append(fd)
         self.addCleanup(delattr, transport, "sendFileDescriptor")
         self.env = DriverEnv(self)
+
+
+class LiveOpsTests(_DriverTestCase):
+    """Save, restore and devices through the driver."""
+
+    def setUp(self) -> None:
+        super().setUp()
         self.ref = self.env.started()
         self.server = self.env.servers["vm1"]
 
@@ -168,15 +178,8 @@ def _addresses(xml: str) -> list[str]:
     return [line.strip() for line in xml.splitlines() if "<address type='pci'" in line]
 
 
-class PCIAddressTests(SynchronousTestCase):
+class PCIAddressTests(_DriverTestCase):
     """PCI addresses through the driver: define, dumpxml, hot-plug, save and restore."""
-
-    def setUp(self) -> None:
-        self.sent: list[int] = []
-        transport: Any = FakeTransport
-        transport.sendFileDescriptor = lambda _self, fd: self.sent.append(fd)
-        self.addCleanup(delattr, transport, "sendFileDescriptor")
-        self.env = DriverEnv(self)
 
     def test_define_conflict_changes_nothing(self) -> None:
         """

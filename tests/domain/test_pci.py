@@ -19,6 +19,7 @@ from qemud.domain.xml import (
     parse_domain_xml,
 )
 from qemud.errors import ConfigUnsupportedError, DomainConfigError, InternalError
+from tests.domain.refusal import RefusalTestCase
 
 UUID = "4dea23b3-1d52-d8f3-2516-782e98a23fa0"
 
@@ -68,18 +69,8 @@ NIC = "<interface type='user'><mac address='52:54:00:00:00:0{n}'/><model type='v
 VDA = "<disk type='file' device='disk'><source file='/a'/><target dev='vda'/>{a}</disk>"
 
 
-class AddressXMLTests(unittest.TestCase):
+class AddressXMLTests(RefusalTestCase):
     """C{<address type='pci'>} read and written as libvirt does."""
-
-    def assertRefused(self, text: str, message: str,
-                      cls: type[DomainConfigError] = DomainConfigError) -> None:
-        """
-        Parsing C{text} raises exactly C{cls} with full message C{message}.
-        """
-        with self.assertRaises(DomainConfigError) as cm:
-            parse_domain_xml(text)
-        self.assertIs(type(cm.exception), cls)
-        self.assertEqual(cm.exception.message, message)
 
     def test_round_trip(self) -> None:
         """
@@ -207,18 +198,8 @@ class AddressXMLTests(unittest.TestCase):
                            "expected 0 or more")
 
 
-class AssignTests(unittest.TestCase):
+class AssignTests(RefusalTestCase):
     """Addresses assigned when a definition is read, as libvirt does."""
-
-    def assertRefused(self, text: str, message: str,
-                      cls: type[DomainConfigError] = DomainConfigError) -> None:
-        """
-        Parsing C{text} raises exactly C{cls} with full message C{message}.
-        """
-        with self.assertRaises(DomainConfigError) as cm:
-            parse_domain_xml(text)
-        self.assertIs(type(cm.exception), cls)
-        self.assertEqual(cm.exception.message, message)
 
     ALL = (VDA.format(a="") + "<disk type='file'><source file='/s'/><target dev='sda'/></disk>"
            + NIC.format(n=1, a="") + NIC.format(n=2, a="")

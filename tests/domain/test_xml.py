@@ -20,6 +20,7 @@ from qemud.domain.xml import (
     read_domain_xml,
 )
 from qemud.errors import ConfigUnsupportedError, DomainConfigError
+from tests.domain.refusal import RefusalTestCase
 
 UUID = "4dea23b3-1d52-d8f3-2516-782e98a23fa0"
 
@@ -34,20 +35,10 @@ def doc(devices: str = "", *, dtype: str = "qemu", name: str = "<name>t</name>",
             f"<devices>{devices}</devices></domain>")
 
 
-class RefusalTests(unittest.TestCase):
+class RefusalTests(RefusalTestCase):
     """
     Bad documents raise the right error class with an exact message.
     """
-
-    def assertRefused(self, text: str, message: str,
-                      cls: type[DomainConfigError] = DomainConfigError) -> None:
-        """
-        Parsing C{text} raises exactly C{cls} with full message C{message}.
-        """
-        with self.assertRaises(DomainConfigError) as cm:
-            parse_domain_xml(text)
-        self.assertIs(type(cm.exception), cls)
-        self.assertEqual(cm.exception.message, message)
 
     def test_malformed(self) -> None:
         """
