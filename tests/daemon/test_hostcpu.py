@@ -233,7 +233,13 @@ class TSCTests(SynchronousTestCase):
         with open(kvm, "w"):
             pass
         self.assertIsNone(hostcpu.kvm_tsc_info(kvm))
-        with mock.patch("fcntl.ioctl", return_value=0):
+
+        def ioctl(fd: int, request: int, arg: int = 0) -> int:
+            if request in (0xAE01, 0xAE41):  # a VM, a vCPU: new descriptors
+                return os.open(kvm, os.O_RDONLY)
+            return 0
+
+        with mock.patch("fcntl.ioctl", ioctl):
             self.assertIsNone(hostcpu.kvm_tsc_info(kvm))
 
 
