@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.test.iosim import FakeTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -41,6 +42,24 @@ class _DriverTestCase(SynchronousTestCase):
         transport.sendFileDescriptor = lambda _self, fd: self.sent.append(fd)
         self.addCleanup(delattr, transport, "sendFileDescriptor")
         self.env = DriverEnv(self)
+
+    def restore_start(self, ref: DomainRef) -> Deferred[DomainRef]:
+        """
+        Start a managed-saved domain, its QEMU answering the incoming
+        migration and resuming.
+
+        @return: what C{create} gave, after the whole QMP script ran.
+        """
+        d = self.env.driver.create(ref.uuid)
+        server = FakeQMPServer()
+        server.expect("query-status", ret={"status": "inmigrate", "running": False})
+        server.expect("getfd")
+        server.expect("migrate-incoming")
+        server.expect("query-migrate", ret={"status": "completed"})
+        server.expect("cont", events_before=[("RESUME", {})])
+        self.env.reactor.accept_unix(server)
+        server.assert_done()
+        return d
 
 
 class LiveOpsTests(_DriverTestCase):
@@ -93,16 +112,7 @@ class LiveOpsTests(_DriverTestCase):
         self.assertTrue(self.env.driver.has_managed_save(self.ref.uuid))
         self.assertEqual(self.env.lifecycle(), [(3, 0), (5, 4)])
 
-        d = self.env.driver.create(self.ref.uuid)
-        server = FakeQMPServer()
-        server.expect("query-status", ret={"status": "inmigrate", "running": False})
-        server.expect("getfd")
-        server.expect("migrate-incoming")
-        server.expect("query-migrate", ret={"status": "completed"})
-        server.expect("cont", events_before=[("RESUME", {})])
-        self.env.reactor.accept_unix(server)
-        self.successResultOf(d)
-        server.assert_done()
+        self.successResultOf(self.restore_start(self.ref))
         argv = self.env.process().argv
         self.assertEqual(argv[-2:], ["-incoming", "defer"])
         self.assertFalse(os.path.exists(image))
@@ -285,16 +295,7 @@ class PCIAddressTests(_DriverTestCase):
         self.env.process().exit(0)
         self.successResultOf(d)
 
-        d = self.env.driver.create(ref.uuid)
-        server = FakeQMPServer()
-        server.expect("query-status", ret={"status": "inmigrate", "running": False})
-        server.expect("getfd")
-        server.expect("migrate-incoming")
-        server.expect("query-migrate", ret={"status": "completed"})
-        server.expect("cont", events_before=[("RESUME", {})])
-        self.env.reactor.accept_unix(server)
-        restored = self.successResultOf(d)
-        server.assert_done()
+        restored = self.successResultOf(self.restore_start(ref))
         argv = self.env.process().argv
         devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
         for wanted in ("VGA,bus=pci.0,addr=0x2,", "virtio-balloon-pci,bus=pci.0,addr=0x3,",
