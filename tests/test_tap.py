@@ -350,6 +350,27 @@ class MakeServiceTests(OptionsTestBase):
         self.assertTrue(text.startswith("qemud: "), text)
         self.assertIn(pki, text)
 
+    def test_unwritable_layout_exits_1(self) -> None:
+        """
+        A layout that cannot be created (here: below a regular file; for a
+        user, a home that does not exist) stops the daemon as it starts,
+        with status 1 and one line on stderr naming the directory, not a
+        traceback.
+        """
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w"):
+            pass
+        manager = list(tap.makeService(parse("--root", blocker)))[0]  # type: ignore[call-overload]
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as cm:
+            manager.privilegedStartService()
+        self.assertEqual(cm.exception.code, 1)
+        text = stderr.getvalue()
+        self.assertEqual(text.count("\n"), 1, text)
+        self.assertTrue(text.startswith(f"qemud: cannot create directory {blocker}/"), text)
+        self.flushLoggedErrors()
+
     def test_tls_listener(self) -> None:
         """With a good pki dir, each --listen-tls adds a TCP listener sharing the tracker."""
         from tests.integration.pki import shared_test_pki

@@ -52,6 +52,7 @@ from qemud.domain.xml import (
 )
 from qemud.errors import (
     DomainExistsError,
+    HostSystemError,
     InvalidArgError,
     NoDomainError,
     OperationFailedError,
@@ -1037,8 +1038,14 @@ class DomainDriver:
         Load every config and status file and re-attach to guests still
         running.  Configs are usable at once; the returned Deferred fires when
         every re-attach has succeeded or failed.
+
+        @raise HostSystemError: a directory of the layout cannot be created
+            (e.g. a user's home that does not exist).
         """
-        self.paths.create_dirs()
+        try:
+            self.paths.create_dirs()
+        except OSError as e:
+            raise HostSystemError(f"cannot create directory {e.filename}: {e.strerror}") from e
         self.reload_configs()
         attaching = [ensureDeferred(self._reattach(name, document))
                      for name, document in self._store.load_statuses()]

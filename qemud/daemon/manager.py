@@ -8,6 +8,7 @@ guests when the daemon stops (they keep running, as with libvirtd).
 from __future__ import annotations
 
 import os
+import sys
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,7 @@ from qemud.daemon.node import NodeFacts
 from qemud.daemon.paths import DaemonPaths
 from qemud.daemon.store import DomainStore
 from qemud.domain.xml import parse_domain_xml
-from qemud.errors import QemudError
+from qemud.errors import HostSystemError, QemudError
 from qemud.qemu.caps import CapsCache
 from qemud.qemu.guest import Guest, GuestTimeouts
 from qemud.qemu.vnc import VncPortAllocator
@@ -61,9 +62,17 @@ class DomainManagerService(Service):
     def privilegedStartService(self) -> None:
         """
         Load configs and status files before any listener accepts a client.
+
+        A layout that cannot be created stops the daemon with status 1 and
+        one line on stderr (and in the log) naming the directory.
         """
         super().privilegedStartService()
-        self._loaded = self.driver.load()
+        try:
+            self._loaded = self.driver.load()
+        except HostSystemError as e:
+            self.log.critical("{message}", message=e.message)
+            sys.stderr.write(f"qemud: {e.message}\n")
+            raise SystemExit(1) from None
 
     def startService(self) -> None:
         """
