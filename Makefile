@@ -9,7 +9,7 @@
 
 VENV ?= .venv
 PYTHON ?= python3
-APT_PACKAGES = python3-venv qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
+APT_PACKAGES = python3-venv qemu-system-x86 qemu-utils libvirt-clients python3-libvirt iproute2 \
                busybox-static xz-utils cpio
 PYTEST_ARGS ?=
 

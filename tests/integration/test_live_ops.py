@@ -278,8 +278,9 @@ def _ifstat(output: str, device: str) -> dict[str, int]:
     return counters
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
-                    reason="creating a tap device needs root and /dev/net/tun")
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun")
+                    or shutil.which("ip") is None,
+                    reason="a tap device needs root, /dev/net/tun and ip (iproute2)")
 def test_tap_interface_counters(daemon: Daemon, linux_guest_image: Any) -> None:
     """
     A guest NIC backed by a tap device (C{<interface type='ethernet'>}, the
