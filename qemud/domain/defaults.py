@@ -277,9 +277,11 @@ def controller_alias(controller: Controller, kind: str = I440FX) -> str:
     @param controller: a controller.
     @param kind: the machine kind.
     @return: libvirt's alias, which is also QEMU's device id: C{usb},
-        C{scsi0}, C{sata1}, C{virtio-serial0}; q35's built-in SATA
-        controller is C{ide}.
+        C{scsi0}, C{sata1}, C{virtio-serial0}, C{pci.1}; q35's built-in
+        SATA controller is C{ide}.
     """
+    if controller.type == "pci":
+        return f"pci.{controller.index}"
     if controller.type == "usb":
         return "usb" if controller.index == 0 else f"usb{controller.index}"
     if controller.type == "sata" and controller.index == 0 and kind == Q35:

@@ -328,12 +328,15 @@ class Controller:
 
     Only the kinds qemud creates are modelled: C{usb} (models C{piix3-uhci},
     C{qemu-xhci}, C{none}), C{sata} (ich9-ahci), C{scsi} (C{lsilogic},
-    C{virtio-scsi}) and C{virtio-serial}.  The board's own IDE, floppy and
-    PCI root controllers are implicit.
+    C{virtio-scsi}), C{virtio-serial} and, on q35, C{pci} of model
+    C{pcie-root-port} (making PCI bus C{index}).  The board's own IDE,
+    floppy and PCI root controllers are implicit.
 
-    @ivar type: C{usb}, C{sata}, C{scsi} or C{virtio-serial}.
+    @ivar type: C{usb}, C{sata}, C{scsi}, C{virtio-serial} or C{pci}.
     @ivar index: the controller's number among those of its type.
     @ivar model: the model; C{None} until the machine's default is filled in.
+    @ivar target_chassis: a root port's C{<target chassis=>}.
+    @ivar target_port: a root port's C{<target port=>}.
     """
 
     type: str
@@ -341,6 +344,8 @@ class Controller:
     model: str | None = None
     alias: str | None = None
     address: PCIAddress | None = None
+    target_chassis: int | None = None
+    target_port: int | None = None
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,37 @@ migration").  As libvirt does, every device on PCI therefore gets an address
 in the definition, kept in the XML, and the command line puts each device
 at its address.
 
-The root bus (C{pci.0} on i440fx, C{pcie.0} on q35) is the only bus:
+The root bus is C{pci.0} on i440fx, C{pcie.0} on q35:
 
   - i440fx: slot 0 is the host bridge; slot 1 the PIIX3 (ISA bridge 1.0,
     IDE 1.1, USB controller 1.2 when there is one, ACPI 1.3); the primary
-    video card gets slot 2;
+    video card gets slot 2; every other device without an address gets the
+    first free slot of C{pci.0}, in libvirt's order of device kinds:
+    network interfaces, controllers, virtio disks, the balloon, RNGs,
+    watchdogs, other video cards, virtio input devices;
   - q35: slot 0 is the host bridge; slot 0x1f the ICH9 (LPC 1f.0, SATA
-    1f.2, SMBus 1f.3); the primary video card gets slot 1;
+    1f.2, SMBus 1f.3); the primary video card gets slot 1.  C{pcie.0}
+    takes no hot-plug, so, as libvirt does, every other device without an
+    address gets a PCIe root port of its own (C{<controller type='pci'
+    model='pcie-root-port'>}, index N, making bus N, QEMU's C{pci.N}) and
+    sits at slot 0 of that bus: first the root ports of the definition that
+    nothing uses yet, then new ones added for the rest (in the same order
+    of device kinds).  Root ports without an address are packed as the
+    functions of one multifunction slot of C{pcie.0} (the first free slot,
+    0x2 after a video card), eight to a slot; each gets C{chassis} = its
+    index and C{port} = (slot << 3) + function.  Other video cards stay on
+    C{pcie.0}.
 
-then every other device without an address gets the first free slot, in
-libvirt's order of device kinds: network interfaces, controllers, virtio
-disks, the balloon, RNGs, watchdogs, other video cards, virtio input
-devices.  Addresses the user gave are honoured and checked first.
+Addresses the user gave are honoured and checked first: on bus 0, or at
+slot 0 of a root port's bus.
 
 L{complete} is the machine-dependent step of reading a definition (after
 L{qemud.domain.defaults.fill_defaults} and validation): it adds the
 controllers the devices need (a SCSI controller for SCSI disks, ...), fills
 in their models, and assigns addresses.  L{hotplug_address} picks the slot
-for a device plugged into a running guest.
+for a device plugged into a running guest: the first free slot of C{pci.0}
+on i440fx, a free root port on q35 (a q35 guest meant to take hot-plugged
+devices is given spare root ports in its definition, as with libvirt).
 
 Machines other than i440fx and q35 (isapc, microvm, non-x86 boards) get no
 addresses: QEMU places their devices, as before.
@@ -64,7 +77,7 @@ __all__ = [
     "I440FX", "Q35", "MAX_SLOT", "MAX_FUNCTION", "CONTROLLER_TYPES", "machine_kind",
     "has_pci_layout", "root_bus", "qemu_addr", "on_pci", "controller_alias",
     "add_implicit_controllers", "assign_pci_addresses", "complete", "hotplug_address",
-    "used_addresses",
+    "used_addresses", "ROOT_PORT", "is_root_port", "bus_name",
 ]
 
 I440FX = defaults.I440FX
@@ -74,7 +87,11 @@ MAX_SLOT = 31
 MAX_FUNCTION = 7
 
 #: The controller types qemud models, in libvirt's order of types.
-CONTROLLER_TYPES = ("scsi", "sata", "virtio-serial", "usb")
+CONTROLLER_TYPES = ("scsi", "sata", "virtio-serial", "usb", "pci")
+#: The model of C{<controller type='pci'>} qemud models: a PCIe root port.
+ROOT_PORT = "pcie-root-port"
+# Root ports packed in one multifunction slot of pcie.0.
+_PORTS_PER_SLOT = MAX_FUNCTION + 1
 
 # Board devices that are always there: slot -> functions.
 _BOARD: dict[str, dict[int, frozenset[int]]] = {
@@ -103,6 +120,24 @@ def root_bus(kind: str) -> str:
     @return: QEMU's name of the root bus: C{pci.0} or C{pcie.0}.
     """
     return "pcie.0" if kind == Q35 else "pci.0"
+
+
+def is_root_port(device: object) -> bool:
+    """
+    @param device: a device of a definition.
+    @return: whether it is a C{pcie-root-port} controller.
+    """
+    return isinstance(device, Controller) and device.type == "pci" and device.model == ROOT_PORT
+
+
+def bus_name(address: PCIAddress, kind: str) -> str:
+    """
+    @param address: a PCI address.
+    @param kind: C{i440fx} or C{q35}.
+    @return: QEMU's name of its bus: the root bus (L{root_bus}) for bus 0,
+        else the id of the root port making it, C{pci.N}.
+    """
+    return root_bus(kind) if address.bus == 0 else f"pci.{address.bus}"
 
 
 def qemu_addr(address: PCIAddress) -> str:
@@ -203,15 +238,23 @@ def add_implicit_controllers(domain: Domain, kind: str) -> Domain:
     @param kind: the machine kind (L{machine_kind}).
     @return: the definition with its controllers complete, sorted by type
         and index.
-    @raise DomainConfigError: two controllers of one type share an index.
+    @raise DomainConfigError: two controllers of one type share an index,
+        or a root port has index 0 (the root bus's).
     @raise ConfigUnsupportedError: USB devices with C{<controller
-        type='usb' model='none'/>}.
+        type='usb' model='none'/>}, or a root port on a machine other than q35.
     """
     dv = domain.devices
     have: dict[tuple[str, int], Controller] = {}
     for c in dv.controllers:
         if (c.type, c.index) in have:
             raise DomainConfigError(f"Multiple '{c.type}' controllers with index '{c.index}'")
+        if is_root_port(c) and kind != Q35:
+            raise ConfigUnsupportedError(
+                f"'{ROOT_PORT}' controllers need a PCI Express machine (q35)")
+        if is_root_port(c) and c.index == 0:
+            raise DomainConfigError(
+                "The PCI controller with index='0' must be model='pcie-root' for this "
+                f"machine type, but model='{ROOT_PORT}' was found instead")
         have[(c.type, c.index)] = c
     usb_off = any(c.type == "usb" and c.model == "none" for c in dv.controllers)
     for key in _needed_controllers(dv):
@@ -229,36 +272,46 @@ def add_implicit_controllers(domain: Domain, kind: str) -> Domain:
     return replace(domain, devices=replace(dv, controllers=controllers))
 
 
-# ------------------------------------------------------------------ the bus
+# ------------------------------------------------------------------ the buses
 
-class _Bus:
+class _Buses:
     """
-    The functions in use on the root bus of one machine.
+    The functions in use on the root bus of one machine and on the buses of
+    its root ports.
 
-    @ivar used: slot -> functions in use.
+    @ivar used: (bus, slot) -> functions in use.
+    @ivar ports: the buses that root ports make (their indexes).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, ports: set[int] | None = None) -> None:
         self.kind = kind
-        self.used: dict[int, set[int]] = {}
+        self.ports: set[int] = set(ports or ())
+        self.used: dict[tuple[int, int], set[int]] = {}
         for slot, functions in _BOARD[kind].items():
-            self.used[slot] = set(functions)
+            self.used[(0, slot)] = set(functions)
 
     def check(self, address: PCIAddress) -> None:
         """
-        @raise DomainConfigError: the address is not on the root bus (libvirt's texts).
+        @raise DomainConfigError: the address is on no bus there is, or off
+            the slots of its bus: 1 to 31 on the root bus, 0 on a root
+            port's (libvirt's texts).
         """
         if address.domain != 0:
             raise DomainConfigError(
                 f"Invalid PCI address {address}. Only PCI domain 0 is available")
-        if address.bus != 0:
+        if address.bus != 0 and address.bus not in self.ports:
+            last = max(self.ports, default=0)
+            if address.bus > last:
+                raise DomainConfigError(
+                    f"Invalid PCI address {address}. Only PCI buses up to {last} are available")
             raise DomainConfigError(
-                f"Invalid PCI address {address}. Only PCI buses up to 0 are available")
-        if address.slot < 1:
-            raise DomainConfigError(f"Invalid PCI address {address}. slot must be >= 1")
-        if address.slot > MAX_SLOT:
-            raise DomainConfigError(
-                f"Invalid PCI address {address}. slot must be <= {MAX_SLOT}")
+                f"Could not find PCI controller with index '{address.bus}' required for "
+                f"device at address {address}")
+        low, high = (1, MAX_SLOT) if address.bus == 0 else (0, 0)
+        if address.slot < low:
+            raise DomainConfigError(f"Invalid PCI address {address}. slot must be >= {low}")
+        if address.slot > high:
+            raise DomainConfigError(f"Invalid PCI address {address}. slot must be <= {high}")
         if address.function > MAX_FUNCTION:
             raise DomainConfigError(
                 f"Invalid PCI address {address}. function must be <= {MAX_FUNCTION}")
@@ -268,20 +321,21 @@ class _Bus:
         @raise DomainConfigError: the address is invalid or already in use.
         """
         self.check(address)
-        functions = self.used.setdefault(address.slot, set())
+        functions = self.used.setdefault((address.bus, address.slot), set())
         if address.function in functions:
             raise DomainConfigError(f"Attempted double use of PCI Address {address}")
         functions.add(address.function)
 
-    def slot_in_use(self, slot: int) -> bool:
+    def slot_in_use(self, slot: int, bus: int = 0) -> bool:
         """
-        @return: whether any function of C{slot} is in use.
+        @return: whether any function of C{slot} on C{bus} is in use.
         """
-        return bool(self.used.get(slot))
+        return bool(self.used.get((bus, slot)))
 
     def next_free(self) -> PCIAddress:
         """
-        @return: function 0 of the first slot nothing uses, now reserved.
+        @return: function 0 of the first slot of the root bus nothing uses,
+            now reserved.
         @raise InternalError: every slot is taken (libvirt's text).
         """
         for slot in range(1, MAX_SLOT + 1):
@@ -291,8 +345,18 @@ class _Bus:
                 return address
         raise InternalError("No more available PCI slots")
 
+    def free_port(self) -> PCIAddress | None:
+        """
+        @return: slot 0 of the first root port's bus nothing uses, now
+            reserved, or C{None} when every root port is in use.
+        """
+        for bus in sorted(self.ports):
+            if not self.slot_in_use(0, bus):
+                address = PCIAddress(bus=bus, slot=0)
+                self.reserve(address)
+                return address
+        return None
 
-# ------------------------------------------------------------------ assignment
 
 class _Devices:
     """
@@ -366,26 +430,26 @@ def _check_fixed(device: _PCIDevice, kind: str) -> PCIAddress | None:
 def assign_pci_addresses(domain: Domain, kind: str) -> Domain:
     """
     Check the PCI addresses a definition gives and assign one to every PCI
-    device without, as described in the module docstring.  A definition
-    whose devices all have addresses comes back unchanged, so this may run
-    any number of times.
+    device without, as described in the module docstring (on q35, adding
+    the root ports the devices need).  A definition whose devices all have
+    addresses comes back unchanged, so this may run any number of times.
 
     @param domain: a definition (controllers complete, see
         L{add_implicit_controllers}).
     @param kind: the machine kind (L{machine_kind}); nothing is done for
         machines other than i440fx and q35.
     @return: the definition with every PCI device addressed.
-    @raise DomainConfigError: an address off the root bus or used twice
-        (libvirt's texts, e.g. "Attempted double use of PCI Address
-        0000:00:05.0").
+    @raise DomainConfigError: an address on a bus there is not, off the
+        slots of its bus, or used twice (libvirt's texts, e.g. "Attempted
+        double use of PCI Address 0000:00:05.0").
     @raise ConfigUnsupportedError: a PCI address on a device that is not on
-        PCI, or a board device not at its place.
+        PCI, a board device not at its place, or a root port off bus 0.
     @raise InternalError: no free slot is left.
     """
     if not has_pci_layout(kind):
         return domain
     work = _Devices(domain.devices)
-    bus = _Bus(kind)
+    buses = _Buses(kind, {c.index for c in domain.devices.controllers if is_root_port(c)})
     # Addresses given: check them and take them first.
     for _name, _i, device in work.walk():
         if device.address is None:
@@ -396,33 +460,92 @@ def assign_pci_addresses(domain: Domain, kind: str) -> Domain:
         fixed = _check_fixed(device, kind)
         if fixed == _ICH9_SATA:
             continue  # the board's own: reserved already
-        bus.reserve(device.address)
+        if is_root_port(device) and device.address.bus != 0:
+            raise ConfigUnsupportedError(
+                f"The device at PCI address {device.address} cannot be plugged into the PCI "
+                f"controller with index='{device.address.bus}'. It requires a controller "
+                f"that accepts a {ROOT_PORT}.")
+        buses.reserve(device.address)
     # Board devices at their places, then the primary video card.
     for name, i, device in work.walk():
         if device.address is None and on_pci(device):
             fixed = _fixed_address(device, kind)
             if fixed is not None:
                 if fixed != _ICH9_SATA:
-                    bus.reserve(fixed)
+                    buses.reserve(fixed)
                 work.set(name, i, fixed)
     videos = work.lists["videos"]
     if videos and videos[0].address is None and on_pci(videos[0]):
         slot = _PRIMARY_VIDEO_SLOT[kind]
-        if bus.slot_in_use(slot):
-            work.set("videos", 0, bus.next_free())
+        if buses.slot_in_use(slot):
+            work.set("videos", 0, buses.next_free())
         else:
             address = PCIAddress(slot=slot)
-            bus.reserve(address)
+            buses.reserve(address)
             work.set("videos", 0, address)
-    # Everything else: the first free slot, in libvirt's order.
+    if kind == Q35:
+        _place_on_root_ports(work, buses)
+    # Everything else: the first free slot of the root bus, in libvirt's order.
     for name, i, device in work.walk():
         if device.address is None and on_pci(device):
-            work.set(name, i, bus.next_free())
+            work.set(name, i, buses.next_free())
     _mark_multifunction(work)
+    _number_root_ports(work)
     devices = work.result()
     if devices == domain.devices:
         return domain
     return replace(domain, devices=devices)
+
+
+def _place_on_root_ports(work: _Devices, buses: _Buses) -> None:
+    """
+    On q35: give every PCI device without an address (but video cards and
+    root ports) slot 0 of a root port of its own, the definition's free
+    ones first, then new ones; then pack the root ports without an address
+    into multifunction slots of C{pcie.0}.
+    """
+    wanting = [(name, i) for name, i, device in work.walk()
+               if device.address is None and on_pci(device) and name != "videos"
+               and not is_root_port(device)]
+    controllers = work.lists["controllers"]
+    free = sum(1 for bus in buses.ports if not buses.slot_in_use(0, bus))
+    index = max((c.index for c in controllers if c.type == "pci"), default=0)
+    for _ in range(len(wanting) - free):
+        # pci is the last type, so the list stays in order of type and index
+        index += 1
+        controllers.append(Controller(type="pci", index=index, model=ROOT_PORT))
+        buses.ports.add(index)
+    slot, function = 0, _PORTS_PER_SLOT
+    for i, controller in enumerate(controllers):
+        if is_root_port(controller) and controller.address is None:
+            if function == _PORTS_PER_SLOT:
+                slot, function = buses.next_free().slot, 0
+            else:
+                buses.reserve(PCIAddress(slot=slot, function=function))
+            work.set("controllers", i, PCIAddress(slot=slot, function=function))
+            function += 1
+    for name, i in wanting:
+        address = buses.free_port()
+        assert address is not None  # enough root ports were added above
+        work.set(name, i, address)
+
+
+def _number_root_ports(work: _Devices) -> None:
+    """
+    Give every root port without them libvirt's C{chassis} (its index) and
+    C{port} (C{(slot << 3) + function} of its address).
+    """
+    controllers = work.lists["controllers"]
+    for i, controller in enumerate(controllers):
+        if is_root_port(controller) and controller.address is not None and (
+                controller.target_chassis is None or controller.target_port is None):
+            address = controller.address
+            controllers[i] = replace(
+                controller,
+                target_chassis=(controller.index if controller.target_chassis is None
+                                else controller.target_chassis),
+                target_port=((address.slot << 3) + address.function
+                             if controller.target_port is None else controller.target_port))
 
 
 def _mark_multifunction(work: _Devices) -> None:
@@ -431,14 +554,16 @@ def _mark_multifunction(work: _Devices) -> None:
     the definition use other functions too (as libvirt does), unless the
     definition says otherwise.
     """
-    functions: dict[int, int] = {}
+    functions: dict[tuple[int, int], int] = {}
     for _name, _i, device in work.walk():
         if device.address is not None and on_pci(device):
-            functions[device.address.slot] = functions.get(device.address.slot, 0) + 1
+            key = (device.address.bus, device.address.slot)
+            functions[key] = functions.get(key, 0) + 1
     for name, i, device in work.walk():
         address = device.address
         if (address is not None and on_pci(device) and address.function == 0
-                and address.multifunction is None and functions[address.slot] > 1):
+                and address.multifunction is None
+                and functions[(address.bus, address.slot)] > 1):
             work.set(name, i, replace(address, multifunction=True))
 
 
@@ -467,24 +592,38 @@ def used_addresses(domain: Domain) -> list[PCIAddress]:
 def hotplug_address(domain: Domain, kind: str, wanted: PCIAddress | None) -> PCIAddress:
     """
     Choose the address of a device plugged into a running guest: the one it
-    asks for, if free, or function 0 of the first slot nothing in C{domain}
-    uses (libvirt reserves whole slots for hot-plugged devices).
+    asks for, if free, or (libvirt reserves whole slots for hot-plugged
+    devices) on i440fx function 0 of the first slot nothing in C{domain}
+    uses, on q35 slot 0 of the first root port nothing uses (C{pcie.0}
+    takes no hot-plug).
 
     @param domain: the running definition (every PCI device addressed).
     @param kind: C{i440fx} or C{q35}.
     @param wanted: the address the device XML gives, or C{None}.
     @return: the address.
     @raise DomainConfigError: C{wanted} is invalid or in use.
-    @raise ConfigUnsupportedError: C{wanted} is not function 0.
-    @raise InternalError: no free slot is left.
+    @raise ConfigUnsupportedError: C{wanted} is not function 0, or on q35's
+        root bus.
+    @raise InternalError: no free slot is left (on q35: no free root port).
     """
-    bus = _Bus(kind)
-    for address in used_addresses(domain):
-        if address.bus == 0 and address.domain == 0:
-            bus.used.setdefault(address.slot, set()).add(address.function)
+    buses = _Buses(kind, {c.index for c in domain.devices.controllers if is_root_port(c)})
+    for used in used_addresses(domain):
+        buses.used.setdefault((used.bus, used.slot), set()).add(used.function)
+    if kind == Q35 and wanted is None:
+        address = buses.free_port()
+        if address is None:
+            raise InternalError(
+                "No more available PCI slots: every pcie-root-port is in use; a q35 guest "
+                "takes hot-plugged PCI devices only on spare root ports (add <controller "
+                "type='pci' model='pcie-root-port'/> to its definition)")
+        return address
+    if kind == Q35 and wanted is not None and wanted.bus == 0:
+        raise ConfigUnsupportedError(
+            f"Cannot hot-plug a device at PCI address {wanted}: bus 0 (pcie-root) does not "
+            "support hot-plug; use the bus of a free pcie-root-port")
     if wanted is None:
-        return bus.next_free()
+        return buses.next_free()
     if wanted.function != 0:
         raise ConfigUnsupportedError("Only PCI device addresses with function=0 are supported")
-    bus.reserve(wanted)
+    buses.reserve(wanted)
     return wanted

@@ -28,6 +28,7 @@ This module is pure (standard library and C{xmltodict} only).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 from xml.parsers.expat import ErrorString, ExpatError
 
@@ -104,6 +105,7 @@ _CONTROLLER_MODELS: dict[str, tuple[str, ...]] = {
     "sata": (),
     "scsi": ("lsilogic", "virtio-scsi"),
     "virtio-serial": (),
+    "pci": (pci.ROOT_PORT,),
 }
 _GRAPHICS_TYPES = ("vnc",)
 _OTHER_GRAPHICS_TYPES = ("sdl", "rdp", "desktop", "spice", "egl-headless", "dbus")
@@ -342,13 +344,14 @@ class _Reader:
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10}")
 
 
-def _address_number(value: str | None, key: str) -> int:
+def _address_number(value: str | None, key: str, element: str = "address") -> int:
     """
     Parse one attribute of a PCI address as libvirt does (C{strtoul} with
     base 0: C{0x} hexadecimal, a leading C{0} octal, otherwise decimal).
 
     @param value: the attribute, C{None} when absent (0).
     @param key: its name, for the message.
+    @param element: the element's name, for the message.
     @raise DomainConfigError: not a non-negative integer.
     """
     if value is None:
@@ -362,7 +365,7 @@ def _address_number(value: str | None, key: str) -> int:
         return int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)
     except ValueError:
         raise DomainConfigError(
-            f"Invalid value for attribute '{key}' in element 'address': '{value}'. "
+            f"Invalid value for attribute '{key}' in element '{element}': '{value}'. "
             "Expected non-negative integer value") from None
 
 
@@ -822,6 +825,8 @@ def _read_controller(r: _Reader, c: _Node, p: str) -> Controller | None:
     if ctype not in _CONTROLLER_MODELS or (model is not None
                                            and model not in _CONTROLLER_MODELS[ctype]):
         return None
+    if ctype == "pci" and model is None:
+        return None  # the root bus, or a model libvirt would choose
     c.pop("@type")
     c.pop("@model", None)
     raw = c.pop("@index", None)
@@ -831,10 +836,45 @@ def _read_controller(r: _Reader, c: _Node, p: str) -> Controller | None:
         if index < 0:
             raise DomainConfigError(
                 f"invalid value '{raw}' for <controller index>: expected 0 or more")
+    chassis = port = None
+    if ctype == "pci":
+        chassis, port = _read_root_port(r, c, p)
     alias = r.alias(c, p)
     address = r.address(c, p)
     r.done(c, p)
-    return Controller(type=ctype, index=index, model=model, alias=alias, address=address)
+    return Controller(type=ctype, index=index, model=model, alias=alias, address=address,
+                      target_chassis=chassis, target_port=port)
+
+
+def _read_root_port(r: _Reader, c: _Node, p: str) -> tuple[int | None, int | None]:
+    """
+    Take a root port's C{<model name=>} and C{<target chassis= port=>}.
+
+    @return: C{(chassis, port)}, C{None} for those not given.
+    @raise DomainConfigError: a value that is not a number from 0 to 255.
+    @raise ConfigUnsupportedError: a model name other than C{pcie-root-port}.
+    """
+    mn = r.one(c, "model", p)
+    if mn is not None:
+        name = mn.pop("@name", None)
+        if name is not None and name != pci.ROOT_PORT:
+            raise ConfigUnsupportedError(
+                f"PCI controller model name '{name}' is not supported for model "
+                f"'{pci.ROOT_PORT}'")
+        r.done(mn, f"{p}/model")
+    tn = r.one(c, "target", p)
+    if tn is None:
+        return None, None
+    values: list[int | None] = []
+    for key in ("chassis", "port"):
+        raw = tn.pop(f"@{key}", None)
+        value = None if raw is None else _address_number(raw, key, "target")
+        if value is not None and value > 255:
+            raise DomainConfigError(
+                f"PCI controller {key} '{value}' out of range - must be 0-255")
+        values.append(value)
+    r.done(tn, f"{p}/target")
+    return values[0], values[1]
 
 
 def _read_controllers(r: _Reader, node: _Node, p: str) -> tuple[Controller, ...]:
@@ -857,9 +897,10 @@ def _read_controllers(r: _Reader, node: _Node, p: str) -> tuple[Controller, ...]
     for controller in found:
         if controller.index < 0:
             used = {c.index for c in (*found, *out) if c.type == controller.type}
+            if controller.type == "pci":
+                used.add(0)  # the root bus
             index = next(i for i in range(len(used) + 1) if i not in used)
-            controller = Controller(type=controller.type, index=index, model=controller.model,
-                                    alias=controller.alias, address=controller.address)
+            controller = replace(controller, index=index)
         out.append(controller)
     return tuple(out)
 
@@ -1283,8 +1324,15 @@ def _format_devices(out: list[str], dv: Devices, inactive: bool, secure: bool) -
     for disk in dv.disks:
         _format_disk(out, ind, disk, inactive)
     for ctl in dv.controllers:
+        body = None
+        if ctl.type == "pci":
+            body = [f"{ind}  <model{_a('name', ctl.model)}/>"]
+            if ctl.target_chassis is not None or ctl.target_port is not None:
+                port = None if ctl.target_port is None else f"0x{ctl.target_port:x}"
+                body.append(f"{ind}  <target{_a('chassis', ctl.target_chassis)}"
+                            f"{_a('port', port)}/>")
         _format_simple(out, ind, "controller", _a("type", ctl.type) + _a("index", ctl.index)
-                       + _a("model", ctl.model), ctl.alias, inactive, address=ctl.address)
+                       + _a("model", ctl.model), ctl.alias, inactive, body, ctl.address)
     for iface in dv.interfaces:
         _format_interface(out, ind, iface, inactive)
     for c in dv.serials:

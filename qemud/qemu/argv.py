@@ -199,12 +199,13 @@ def pci_device_props(props: Props, address: PCIAddress | None, kind: str) -> Pro
     @param props: the device's properties, C{driver} first.
     @param address: its address; C{None} leaves the choice to QEMU.
     @param kind: the machine kind: only i440fx and q35 have an address layout.
-    @return: C{props} with C{bus} (C{pci.0} / C{pcie.0}), C{addr} (C{0x5},
-        C{0x1.0x2}) and C{multifunction} after the driver.
+    @return: C{props} with C{bus} (C{pci.0} / C{pcie.0}, or a q35 root
+        port's C{pci.N}), C{addr} (C{0x5}, C{0x1.0x2}) and C{multifunction}
+        after the driver.
     """
     if address is None or not pci.has_pci_layout(kind):
         return props
-    placed: Props = {"driver": props["driver"], "bus": pci.root_bus(kind),
+    placed: Props = {"driver": props["driver"], "bus": pci.bus_name(address, kind),
                      "addr": pci.qemu_addr(address), "multifunction": address.multifunction}
     placed.update((key, value) for key, value in props.items() if key != "driver")
     return placed
@@ -715,15 +716,22 @@ _SCSI_DRIVERS: Mapping[str, str] = {"lsilogic": "lsi53c895a", "virtio-scsi": "vi
 
 def controller_device_props(controller: Controller, kind: str = "i440fx") -> Props | None:
     """
-    @param controller: a USB, SATA, SCSI or virtio-serial controller.
+    @param controller: a USB, SATA, SCSI, virtio-serial or PCI (root port)
+        controller.
     @param kind: the machine kind.
     @return: its C{-device} properties (C{piix3-usb-uhci}, C{qemu-xhci},
-        C{ich9-ahci}, C{lsi53c895a}, C{virtio-scsi-pci}, C{virtio-serial-pci}),
-        or C{None} for one that is not a device of its own (USB model
-        C{none}, q35's built-in SATA controller).
+        C{ich9-ahci}, C{lsi53c895a}, C{virtio-scsi-pci}, C{virtio-serial-pci},
+        C{pcie-root-port} with its C{port} and C{chassis}), or C{None} for
+        one that is not a device of its own (USB model C{none}, q35's
+        built-in SATA controller).
     @raise ConfigUnsupportedError: an unknown type or model.
     """
     ctype, model = controller.type, controller.model
+    if pci.is_root_port(controller):
+        port = controller.target_port
+        return {"driver": model, "port": None if port is None else f"0x{port:x}",
+                "chassis": controller.target_chassis,
+                "id": controller.alias or pci.controller_alias(controller, kind)}
     if ctype == "usb":
         if model == "none":
             return None
@@ -996,7 +1004,8 @@ class _Builder:
 
     def controllers_and_disks(self, disk_boot: Mapping[int, int]) -> None:
         """
-        Implicit controllers (USB, AHCI, SCSI, floppy) then every disk.
+        Controllers (q35's root ports first, as libvirt; USB, AHCI, SCSI,
+        floppy) then every disk.
         """
         devices = self.domain.devices
         disks = devices.disks
@@ -1005,7 +1014,7 @@ class _Builder:
         for target in set(targets):
             if targets.count(target) > 1:
                 raise ConfigUnsupportedError(f"target '{target}' duplicated for disk sources")
-        for ctype in ("usb", "sata", "scsi"):
+        for ctype in ("pci", "usb", "sata", "scsi"):
             for controller in devices.controllers:
                 if controller.type == ctype:
                     self.controller(controller)

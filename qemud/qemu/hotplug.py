@@ -14,7 +14,9 @@ attach undoes the steps already done, in reverse order.
 
 A device that sits on PCI is plugged at an address chosen here
 (L{qemud.domain.pci.hotplug_address}: the one the device XML gives, if free,
-or the first free slot of the running definition) and recorded in the live
+or the first free slot of the running definition; on q35, slot 0 of a free
+PCIe root port, C{bus=pci.N,addr=0x0}, as C{pcie.0} takes no hot-plug) and
+recorded in the live
 definition, so that the guest is started again (restore, migration) with
 every device where it was.  A SCSI disk plugged into a guest without a SCSI
 controller brings one (C{lsi53c895a}, at its own free slot), which stays

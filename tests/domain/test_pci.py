@@ -64,6 +64,25 @@ def slots(d: Domain) -> dict[str, tuple[int, int]]:
     return out
 
 
+def pci_addresses(d: Domain) -> dict[str, PCIAddress]:
+    """
+    @return: the names of L{slots} -> the whole address.
+    """
+    dv = d.devices
+    named: list[tuple[str, object]] = [
+        *((f"disk {x.target_dev}", x) for x in dv.disks),
+        *((f"net {x.mac}", x) for x in dv.interfaces),
+        *((f"controller {x.type}{x.index}", x) for x in dv.controllers),
+        *((f"video{i}", x) for i, x in enumerate(dv.videos)),
+        *((f"input{i}", x) for i, x in enumerate(dv.inputs)),
+        *((f"watchdog{i}", x) for i, x in enumerate(dv.watchdogs)),
+        *((f"rng{i}", x) for i, x in enumerate(dv.rngs)),
+        ("balloon", dv.memballoon),
+    ]
+    return {name: a for name, device in named
+            if (a := getattr(device, "address", None)) is not None}
+
+
 NIC = "<interface type='user'><mac address='52:54:00:00:00:0{n}'/><model type='virtio'/>{a}"\
       "</interface>"
 VDA = "<disk type='file' device='disk'><source file='/a'/><target dev='vda'/>{a}</disk>"
@@ -229,19 +248,24 @@ class AssignTests(RefusalTestCase):
     def test_q35_order(self) -> None:
         """
         On q35: the primary video card at slot 1, the built-in SATA
-        controller at 1f.2, the rest from slot 2 (the USB controller is a
-        qemu-xhci of its own); slot 0x1f is the ICH9's.
+        controller at 1f.2; every other device but video cards on a root
+        port of its own (slot 0 of bus N), in libvirt's order; the ten root
+        ports added packed at slots 2 and 3, the second video card after
+        them; slot 0x1f is the ICH9's.
         """
         d = parse_domain_xml(doc(self.ALL + "<disk type='file'><source file='/c'/>"
                                  "<target dev='sdb' bus='sata'/></disk>", machine="q35"))
+        buses = {name: a.bus for name, a in pci_addresses(d).items()}
         self.assertEqual(slots(d), {
-            "video0": (1, 0), "net 52:54:00:00:00:01": (2, 0),
-            "net 52:54:00:00:00:02": (3, 0), "controller scsi0": (4, 0),
-            "controller sata0": (0x1F, 2), "controller virtio-serial0": (5, 0),
-            "controller usb0": (6, 0), "disk vda": (7, 0), "balloon": (8, 0), "rng0": (9, 0),
-            "watchdog0": (10, 0), "video1": (11, 0), "input1": (12, 0)})
-        self.assertEqual([(c.type, c.model) for c in d.devices.controllers][-1],
-                         ("usb", "qemu-xhci"))
+            "video0": (1, 0), "controller sata0": (0x1F, 2), "video1": (4, 0),
+            **{f"controller pci{n}": (2 + (n - 1) // 8, (n - 1) % 8) for n in range(1, 11)},
+            **{name: (0, 0) for name, bus in buses.items() if bus}})
+        self.assertEqual({name: bus for name, bus in buses.items() if bus}, {
+            "net 52:54:00:00:00:01": 1, "net 52:54:00:00:00:02": 2, "controller scsi0": 3,
+            "controller virtio-serial0": 4, "controller usb0": 5, "disk vda": 6,
+            "balloon": 7, "rng0": 8, "watchdog0": 9, "input1": 10})
+        self.assertEqual([(c.type, c.model) for c in d.devices.controllers][-11:-9],
+                         [("usb", "qemu-xhci"), ("pci", "pcie-root-port")])
         self.assertRefused(doc(VDA.format(a=addr(0x1F, 3)), machine="q35"),
                            "XML error: Attempted double use of PCI Address 0000:00:1f.3")
 
@@ -431,14 +455,179 @@ class HotplugAddressTests(unittest.TestCase):
         without = replace(self.domain, devices=replace(dv, interfaces=()))
         self.assertEqual(pci.hotplug_address(without, pci.I440FX, None), PCIAddress(slot=3))
 
-    def test_q35(self) -> None:
+    def test_q35_free_root_port(self) -> None:
         """
-        q35 keeps slot 0x1f for the ICH9.
+        On q35 a device goes to slot 0 of the first root port nothing uses
+        (the balloon took the first spare one at define); once every root
+        port is used the plug is refused with a message naming the remedy,
+        and a port is free again once its device is gone.
         """
-        d = parse_domain_xml(doc("<video/>", machine="q35"))
-        self.assertRaises(DomainConfigError, pci.hotplug_address, d, pci.Q35,
-                          PCIAddress(slot=0x1F))
-        self.assertEqual(pci.hotplug_address(d, pci.Q35, None), PCIAddress(slot=3))
+        d = parse_domain_xml(doc("<video/>" + PORT + PORT, machine="q35"))
+        self.assertEqual(d.devices.memballoon.address if d.devices.memballoon else None,
+                         PCIAddress(bus=1, slot=0))
+        self.assertEqual(pci.hotplug_address(d, pci.Q35, None), PCIAddress(bus=2, slot=0))
+        nic = Interface(type="user", mac="52:54:00:00:00:09", model="virtio",
+                        address=PCIAddress(bus=2, slot=0))
+        full = replace(d, devices=replace(d.devices, interfaces=(nic,)))
+        with self.assertRaises(InternalError) as cm:
+            pci.hotplug_address(full, pci.Q35, None)
+        self.assertIn("No more available PCI slots: every pcie-root-port is in use",
+                      cm.exception.message)
+        self.assertIn("<controller type='pci' model='pcie-root-port'/>", cm.exception.message)
+        without = replace(full, devices=replace(full.devices, interfaces=()))
+        self.assertEqual(pci.hotplug_address(without, pci.Q35, None), PCIAddress(bus=2, slot=0))
+
+    def test_q35_wanted(self) -> None:
+        """
+        On q35 an address asked for must be slot 0 of a free root port:
+        C{pcie.0} takes no hot-plug, another slot or a used or missing bus
+        is refused with libvirt's texts.
+        """
+        d = parse_domain_xml(doc("<video/>" + PORT + PORT, machine="q35"))
+        self.assertEqual(pci.hotplug_address(d, pci.Q35, PCIAddress(bus=2)), PCIAddress(bus=2))
+        with self.assertRaises(ConfigUnsupportedError) as cu:
+            pci.hotplug_address(d, pci.Q35, PCIAddress(slot=9))
+        self.assertIn("bus 0 (pcie-root) does not support hot-plug", cu.exception.message)
+        for wanted, message in (
+                (PCIAddress(bus=1), "Attempted double use of PCI Address 0000:01:00.0"),
+                (PCIAddress(bus=2, slot=1), "Invalid PCI address 0000:02:01.0. slot must be <= 0"),
+                (PCIAddress(bus=3), "Invalid PCI address 0000:03:00.0. Only PCI buses up to 2 "
+                                    "are available")):
+            with self.assertRaises(DomainConfigError) as cm:
+                pci.hotplug_address(d, pci.Q35, wanted)
+            self.assertEqual(cm.exception.message, "XML error: " + message)
+
+
+PORT = "<controller type='pci' model='pcie-root-port'/>"
+
+
+def on_bus(bus: int, slot: int = 0) -> str:
+    """
+    @return: an C{<address>} element for a slot of bus C{bus}.
+    """
+    return (f"<address type='pci' domain='0x0000' bus='{bus:#04x}' slot='{slot:#04x}' "
+            "function='0x0'/>")
+
+
+class RootPortTests(RefusalTestCase):
+    """q35's PCIe root ports: C{<controller type='pci' model='pcie-root-port'>}."""
+
+    def test_round_trip(self) -> None:
+        """
+        A root port is read with its C{<model name>}, C{<target chassis
+        port>} and address, and written back as libvirt writes it; a
+        second reading changes nothing.
+        """
+        text = doc("<controller type='pci' index='3' model='pcie-root-port'>"
+                   "<model name='pcie-root-port'/><target chassis='7' port='0x1a'/>"
+                   f"{addr(5, 2)}</controller><memballoon model='none'/>", machine="q35")
+        d = parse_domain_xml(text)
+        self.assertEqual(d.devices.controllers, (Controller(
+            type="pci", index=3, model="pcie-root-port", target_chassis=7, target_port=0x1A,
+            address=PCIAddress(slot=5, function=2)),))
+        out = format_domain_xml(d)
+        self.assertIn("    <controller type='pci' index='3' model='pcie-root-port'>\n"
+                      "      <model name='pcie-root-port'/>\n"
+                      "      <target chassis='7' port='0x1a'/>\n"
+                      "      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' "
+                      "function='0x2'/>\n"
+                      "    </controller>\n", out)
+        self.assertEqual(parse_domain_xml(out), d)
+
+    def test_defaults(self) -> None:
+        """
+        Root ports without index get the lowest free from 1 (0 is the root
+        bus); without address they are packed as functions of the first
+        free slot (multifunction on function 0), with chassis = index and
+        port = (slot << 3) + function.  Devices use the free ones first.
+        """
+        d = parse_domain_xml(doc(NIC.format(n=1, a="") + PORT + PORT
+                                 + "<memballoon model='none'/>", machine="q35"))
+        self.assertEqual(d.devices.controllers, (
+            Controller(type="pci", index=1, model="pcie-root-port", target_chassis=1,
+                       target_port=0x8, address=PCIAddress(slot=1, multifunction=True)),
+            Controller(type="pci", index=2, model="pcie-root-port", target_chassis=2,
+                       target_port=0x9, address=PCIAddress(slot=1, function=1))))
+        self.assertEqual(d.devices.interfaces[0].address, PCIAddress(bus=1))
+        self.assertEqual(pci.complete(d, pci.Q35), d)
+
+    def test_added_as_needed(self) -> None:
+        """
+        Devices beyond the free root ports get new ones, numbered after the
+        highest index; nine root ports take two slots.
+        """
+        disks = "".join(f"<disk type='file'><source file='/{c}'/><target dev='vd{c}'/></disk>"
+                        for c in "abcdefgh")
+        d = parse_domain_xml(doc("<video/>" + disks, machine="q35"))
+        ports = [c for c in d.devices.controllers if pci.is_root_port(c)]
+        self.assertEqual([(c.index, c.address) for c in ports],
+                         [(n, PCIAddress(slot=2 + (n - 1) // 8, function=(n - 1) % 8,
+                                         multifunction=True if n == 1 else None))
+                          for n in range(1, 10)])
+        self.assertEqual([disk.address for disk in d.devices.disks],
+                         [PCIAddress(bus=n) for n in range(1, 9)])
+        self.assertEqual(d.devices.memballoon.address if d.devices.memballoon else None,
+                         PCIAddress(bus=9))
+
+    def test_given_addresses(self) -> None:
+        """
+        A device may sit at slot 0 of a root port's bus; another slot, a
+        bus beyond the last or a bus no controller makes is refused with
+        libvirt's texts.
+        """
+        ports = ("<controller type='pci' index='1' model='pcie-root-port'/>"
+                 "<controller type='pci' index='3' model='pcie-root-port'/>"
+                 "<memballoon model='none'/>")
+        d = parse_domain_xml(doc(VDA.format(a=on_bus(3)) + ports, machine="q35"))
+        self.assertEqual(d.devices.disks[0].address, PCIAddress(bus=3))
+        for address, message in (
+                (on_bus(1, 1), "Invalid PCI address 0000:01:01.0. slot must be <= 0"),
+                (on_bus(4), "Invalid PCI address 0000:04:00.0. Only PCI buses up to 3 "
+                            "are available"),
+                (on_bus(2), "Could not find PCI controller with index '2' required for "
+                            "device at address 0000:02:00.0")):
+            with self.subTest(address=address):
+                self.assertRefused(doc(VDA.format(a=address) + ports, machine="q35"),
+                                   "XML error: " + message)
+
+    def test_refused(self) -> None:
+        """
+        Root ports only on q35, never index 0 nor off bus 0, chassis and
+        port from 0 to 255, model name C{pcie-root-port}.
+        """
+        self.assertRefused(doc(PORT), "unsupported configuration: 'pcie-root-port' "
+                           "controllers need a PCI Express machine (q35)", ConfigUnsupportedError)
+        self.assertRefused(
+            doc("<controller type='pci' index='0' model='pcie-root-port'/>", machine="q35"),
+            "XML error: The PCI controller with index='0' must be model='pcie-root' for this "
+            "machine type, but model='pcie-root-port' was found instead")
+        self.assertRefused(
+            doc("<controller type='pci' index='2' model='pcie-root-port'/>"
+                f"<controller type='pci' index='1' model='pcie-root-port'>{on_bus(2)}"
+                "</controller>", machine="q35"),
+            "unsupported configuration: The device at PCI address 0000:02:00.0 cannot be "
+            "plugged into the PCI controller with index='2'. It requires a controller that "
+            "accepts a pcie-root-port.", ConfigUnsupportedError)
+        self.assertRefused(
+            doc("<controller type='pci' model='pcie-root-port'><target chassis='256'/>"
+                "</controller>", machine="q35"),
+            "XML error: PCI controller chassis '256' out of range - must be 0-255")
+        self.assertRefused(
+            doc("<controller type='pci' model='pcie-root-port'><model name='ioh3420'/>"
+                "</controller>", machine="q35"),
+            "unsupported configuration: PCI controller model name 'ioh3420' is not supported "
+            "for model 'pcie-root-port'", ConfigUnsupportedError)
+
+    def test_root_bus_ignored(self) -> None:
+        """
+        libvirt's C{pcie-root} controller (index 0) stays implicit: it is
+        reported as ignored, as before.
+        """
+        warnings: list[str] = []
+        d = parse_domain_xml(doc("<controller type='pci' index='0' model='pcie-root'/>",
+                                 machine="q35"), warnings=warnings)
+        self.assertFalse([c for c in d.devices.controllers if c.type == "pci" and c.index == 0])
+        self.assertTrue(any("controller" in w for w in warnings))
 
 
 class HelpersTests(unittest.TestCase):

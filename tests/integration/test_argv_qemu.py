@@ -40,6 +40,31 @@ START_TIMEOUT = 10.0
 _CACHE = CapsCache()
 
 
+def qtree_pci(text: str) -> dict[str, tuple[str, int, int]]:
+    """
+    @param text: QEMU's C{info qtree}.
+    @return: device id -> (bus name, slot, function) of every PCI device
+        with an id.
+    """
+    out: dict[str, tuple[str, int, int]] = {}
+    buses: list[tuple[int, str]] = []  # (indent, name), innermost last
+    device: tuple[int, str] | None = None
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip())
+        text_ = line.strip()
+        while buses and buses[-1][0] >= indent:
+            buses.pop()
+        if text_.startswith("bus: "):
+            buses.append((indent, text_[5:]))
+        elif text_.startswith("dev: ") and ' id "' in text_:
+            device = (indent, text_.split(' id "', 1)[1].rstrip('"'))
+        elif text_.startswith("addr = ") and device is not None and indent > device[0] and buses:
+            slot, _, function = text_[7:].partition(".")
+            out[device[1]] = (buses[-1][1], int(slot, 16), int(function or "0", 16))
+            device = None
+    return out
+
+
 def real_caps(binary: str) -> QemuCaps:
     """
     @param binary: an installed emulator.
@@ -172,6 +197,8 @@ class QemuArgvTests(unittest.TestCase):
             self.execute(client, reader, proc, "qmp_capabilities")
             status: dict[str, Any] = self.execute(client, reader, proc, "query-status")
             self.pci_buses = self.execute(client, reader, proc, "query-pci")
+            self.qtree = self.execute(client, reader, proc, "human-monitor-command",
+                                      {"command-line": "info qtree"})
             self.execute(client, reader, proc, "quit")
         except (OSError, AssertionError) as err:
             raise AssertionError(f"{err}; QEMU said: {self.log_text()}\n"
@@ -201,15 +228,19 @@ class QemuArgvTests(unittest.TestCase):
                 return message
 
     def execute(self, client: socket.socket, reader: Any, proc: subprocess.Popen[bytes],
-                command: str) -> Any:
+                command: str, arguments: dict[str, Any] | None = None) -> Any:
         """
         @param client: the QMP socket.
         @param reader: its stream.
         @param proc: the QEMU process.
-        @param command: a QMP command without arguments.
+        @param command: a QMP command.
+        @param arguments: its arguments, if any.
         @return: its C{return} value.
         """
-        client.sendall(json.dumps({"execute": command}).encode() + b"\n")
+        message: dict[str, Any] = {"execute": command}
+        if arguments is not None:
+            message["arguments"] = arguments
+        client.sendall(json.dumps(message).encode() + b"\n")
         reply = self.read_reply(reader, proc)
         self.assertIn("return", reply, f"{command}: {reply}")
         return reply["return"]
@@ -235,29 +266,38 @@ class QemuArgvTests(unittest.TestCase):
     def test_pci_addresses(self) -> None:
         """
         Devices at given and assigned PCI addresses (a multifunction slot, a
-        SCSI controller at a slot of its own; q35's root bus) start paused,
-        and QEMU reports every device with an C{addr} at exactly that slot
-        and function.
+        SCSI controller at a slot of its own; q35's root ports packed in a
+        multifunction slot of C{pcie.0}, a device behind each) start paused,
+        and QEMU reports every device with an C{addr} on exactly that bus,
+        slot and function (C{query-pci} for the root bus, whose numbering
+        of the buses behind root ports waits for the firmware; C{info
+        qtree} for all).
         """
-        for case in ("pci-addresses", "pci-q35"):
+        for case in ("pci-addresses", "pci-q35", "pci-q35-root-ports"):
             with self.subTest(case=case):
                 dom = self.localise(self.parse_case(case))
                 self.check_case(case)
                 assert QEMU is not None
                 launch = build_argv(dom, real_caps(QEMU), LaunchPaths(qmp_fd=QMP_FD,
                                                                       domain_dir=self.tmp))
-                wanted: dict[str, tuple[int, int]] = {}
+                wanted: dict[str, tuple[str, int, int]] = {}
                 for i, arg in enumerate(launch.argv[:-1]):
                     props = dict(p.split("=", 1) for p in launch.argv[i + 1].split(",")
                                  if "=" in p)
                     if arg == "-device" and "addr" in props:
                         slot, _, function = props["addr"].partition(".")
-                        wanted[props["id"]] = (int(slot, 16), int(function or "0", 16))
+                        wanted[props["id"]] = (props["bus"], int(slot, 16),
+                                               int(function or "0", 16))
                 found = {dev["qdev_id"]: (dev["slot"], dev["function"])
                          for bus in self.pci_buses for dev in bus["devices"]
                          if dev.get("qdev_id")}
                 self.assertGreaterEqual(len(wanted), 5)
-                self.assertEqual({k: found.get(k) for k in wanted}, wanted)
+                on_root = {k: v[1:] for k, v in wanted.items() if v[0] in ("pci.0", "pcie.0")}
+                self.assertEqual({k: found.get(k) for k in on_root}, on_root)
+                tree = qtree_pci(self.qtree)
+                self.assertEqual({k: tree.get(k) for k in wanted}, wanted)
+                if case == "pci-q35":
+                    self.assertEqual(len(wanted) - len(on_root), 4)
 
     def test_demo1_isapc(self) -> None:
         """demo1 (isapc, IDE disk, ne2k_isa user NIC, fixed VNC) starts paused."""

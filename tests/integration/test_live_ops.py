@@ -3,8 +3,8 @@ Live operations against a real daemon, real QEMU and real virsh: save and
 restore (the Linux guest keeps counting where it stopped), managed save
 across a daemon restart, disk and NIC hot-plug seen by the guest,
 hot-plugged devices (and the SCSI controller qemud adds) keeping their PCI
-addresses across save/restore and managed save, cdrom eject, and C{virsh
-domstats}.
+addresses across save/restore and managed save, q35 hot-plug on spare PCIe
+root ports (and detach freeing them), cdrom eject, and C{virsh domstats}.
 
 Every test starts its own daemon in a fresh root below C{/tmp}, bounds every
 wait, and kills by PID the daemon and every QEMU whose command line or
@@ -445,3 +445,84 @@ def test_hotplug_restore_seen_by_guest(daemon: Daemon, linux_guest_image: Any) -
     assert "Disk detached successfully" in daemon.virsh("detach-disk", "hl", "vdb", "--live")
     wait_for_serial(serial, "HOTPLUG remove block vd", 30, offset)
     assert "vdb" not in daemon.virsh("domblklist", "hl")
+
+
+def _noos_q35_with_root_ports(name: str) -> str:
+    port = "<controller type='pci' model='pcie-root-port'/>\n    "
+    return noos_guest_domain_xml(name).replace("machine='pc'", "machine='q35'").replace(
+        "<memballoon", port + port + "<memballoon")
+
+
+def test_q35_hotplug_on_root_ports(daemon: Daemon) -> None:
+    """
+    A q35 KVM guest with two spare PCIe root ports (packed at 0x1.0 and
+    0x1.1 of pcie.0: it has no video card) gets a virtio disk and a virtio NIC attached live,
+    each at slot 0 of a root port's bus in the live XML; a third PCI device
+    is refused (no free root port left); C{virsh save} and C{virsh restore}
+    bring it back running with every device at the same address, and the
+    guest is destroyed.  (Without an OS nothing answers the unplug request:
+    detach is tested with the Linux guest, below.)
+    """
+    daemon.define("q", _noos_q35_with_root_ports("q"))
+    daemon.virsh("start", "q")
+    vdb = os.path.join(daemon.root, "q-vdb.img")
+    with open(vdb, "wb") as f:
+        f.truncate(1 << 20)
+    assert "Disk attached successfully" in daemon.virsh("attach-disk", "q", vdb, "vdb", "--live")
+    nic = daemon.write("q-nic.xml", """<interface type='user'>
+  <mac address='52:54:00:aa:00:03'/>
+  <model type='virtio'/>
+</interface>
+""")
+    assert "Device attached successfully" in daemon.virsh("attach-device", "q", nic, "--live")
+    before = _pci_devices(daemon.virsh("dumpxml", "q"))
+    ports = [d for d in before if "model='pcie-root-port'" in d]
+    assert [p.split("<address ", 1)[1] for p in ports] == [
+        "type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0' multifunction='on'/>",
+        "type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/>"], before
+    (disk,) = [d for d in before if d.startswith("<disk")]
+    (iface,) = [d for d in before if d.startswith("<interface")]
+    assert "bus='0x01' slot='0x00' function='0x0'" in disk, before
+    assert "bus='0x02' slot='0x00' function='0x0'" in iface, before
+    vdc = os.path.join(daemon.root, "q-vdc.img")
+    with open(vdc, "wb") as f:
+        f.truncate(1 << 20)
+    refused = daemon.virsh("attach-disk", "q", vdc, "vdc", "--live", check=False)
+    assert "every pcie-root-port is in use" in refused, refused
+    image = os.path.join(daemon.root, "q.save")
+    assert f"Domain 'q' saved to {image}" in daemon.virsh("save", "q", image)
+    assert "Domain restored from" in daemon.virsh("restore", image)
+    assert daemon.virsh("domstate", "--reason", "q").strip() == "running (restored)"
+    assert _pci_devices(daemon.virsh("dumpxml", "q")) == before
+    assert "Domain 'q' destroyed" in daemon.virsh("destroy", "q")
+
+
+def test_q35_detach_frees_root_port(daemon: Daemon, linux_guest_image: Any) -> None:
+    """
+    In the Linux guest on q35 with two spare root ports: a virtio disk
+    plugged live (at slot 0 of bus 1) is seen; detached, the guest sees it
+    go and it leaves the live XML; its root port is free again, so the next
+    disk takes the same bus.
+    """
+    serial = os.path.join(daemon.root, "lq.serial")
+    port = "<controller type='pci' model='pcie-root-port'/>\n    "
+    daemon.define("lq", linux_guest_domain_xml(
+        "lq", linux_guest_image, serial_log=serial, extra_devices="    " + port + port)
+        .replace("machine='pc'", "machine='q35'"))
+    daemon.virsh("start", "lq")
+    wait_for_serial(serial, "GUEST-READY", 60)
+    offset = os.path.getsize(serial)
+    for disk in ("vdb", "vdc"):
+        image = os.path.join(daemon.root, f"lq-{disk}.img")
+        with open(image, "wb") as f:
+            f.truncate(8 << 20)
+        assert "Disk attached successfully" in daemon.virsh("attach-disk", "lq", image, disk,
+                                                             "--live")
+        offset = wait_for_serial(serial, "HOTPLUG add block vd", 30, offset)
+        (plugged,) = [d for d in _pci_devices(daemon.virsh("dumpxml", "lq"))
+                      if d.startswith("<disk")]
+        assert "bus='0x01' slot='0x00' function='0x0'" in plugged, plugged
+        assert "Disk detached successfully" in daemon.virsh("detach-disk", "lq", disk, "--live")
+        offset = wait_for_serial(serial, "HOTPLUG remove block vd", 30, offset)
+        assert disk not in daemon.virsh("domblklist", "lq")
+    assert "Domain 'lq' destroyed" in daemon.virsh("destroy", "lq")

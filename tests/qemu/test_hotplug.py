@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from qemud.domain.model import Controller, Devices, Disk, Interface, MemBalloon, PCIAddress
 from qemud.errors import (
     DomainConfigError,
+    InternalError,
     OperationFailedError,
     OperationTimeoutError,
     OperationUnsupportedError,
@@ -355,23 +356,39 @@ class HotplugGuestTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).address, PCIAddress(slot=3))
         s.assert_done()
 
-    def test_q35_root_bus(self) -> None:
+    def test_q35_root_port(self) -> None:
         """
-        On q35 a NIC goes on C{pcie.0} (where QEMU itself refuses hot-plug;
-        its error is passed on).
+        On q35 a NIC goes to slot 0 of a free root port's bus
+        (C{bus=pci.2,addr=0x0}), never onto C{pcie.0}; the live definition
+        records that address.
+        """
+        ports = tuple(Controller(type="pci", index=n, model="pcie-root-port",
+                                 address=PCIAddress(slot=2, function=n - 1))
+                      for n in (1, 2))
+        env, _sent = running(self, devices=Devices(controllers=ports, memballoon=MemBalloon(
+            model="virtio", address=PCIAddress(bus=1))))
+        s = env.server
+        s.expect("netdev_add")
+        s.expect("device_add", {"driver": "virtio-net-pci", "bus": "pci.2", "addr": "0x0",
+                                "netdev": "hostnet0", "id": "net0",
+                                "mac": "52:54:00:aa:bb:01"})
+        d = env.guest.attach_interface(NIC, driver="virtio-net-pci", kind="q35")
+        s.flush()
+        self.assertEqual(self.successResultOf(d).address, PCIAddress(bus=2))
+        self.assertEqual(env.guest.live_domain.devices.interfaces[0].address, PCIAddress(bus=2))
+        s.assert_done()
+
+    def test_q35_no_free_root_port(self) -> None:
+        """
+        On q35 without a free root port the attach fails before any QMP
+        command, saying why.
         """
         env, _sent = running(self)
         s = env.server
-        s.expect("netdev_add")
-        s.expect("device_add", {"driver": "virtio-net-pci", "bus": "pcie.0", "addr": "0x1",
-                                "netdev": "hostnet0", "id": "net0",
-                                "mac": "52:54:00:aa:bb:01"},
-                 error=("GenericError", "Bus 'pcie.0' does not support hotplugging"))
-        s.expect("netdev_del", {"id": "hostnet0"})
         d = env.guest.attach_interface(NIC, driver="virtio-net-pci", kind="q35")
         s.flush()
-        failure = self.failureResultOf(d, OperationFailedError)
-        self.assertIn("does not support hotplugging", failure.value.message)
+        failure = self.failureResultOf(d, InternalError)
+        self.assertIn("every pcie-root-port is in use", failure.value.message)
         s.assert_done()
 
     def _with_vdb(self) -> tuple[Env, Disk]:
