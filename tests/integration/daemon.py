@@ -9,7 +9,7 @@ with the real C{virsh}.
    a daemon stop by design), then remove the root.
  - L{virsh}: run C{/usr/bin/virsh -c URI ...} with C{LC_ALL=C} and no
    C{LIBVIRT_DEFAULT_URI}, bounded.
- - L{free_tcp_port}, L{wait_until}, L{qemu_pids_below}.
+ - L{free_tcp_port}, L{wait_until}, L{qemu_pids_below}, L{terminate}.
 """
 
 from __future__ import annotations
@@ -165,6 +165,25 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{message} not reached within {timeout} s")
         time.sleep(interval)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+              timeout: float = 15.0) -> None:
+    """
+    Send C{sig} to a child still running and reap it; SIGKILL it after
+    C{timeout} seconds.
+    """
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def pid_alive(pid: int) -> bool:
@@ -433,16 +452,7 @@ class DaemonProcess:
         """
         assert self.proc is not None
         self.remember_qemus()
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        terminate(self.proc, sig, timeout)
         if self._stdout is not None:
             self._stdout.close()
             self._stdout = None

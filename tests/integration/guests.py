@@ -95,7 +95,7 @@ def linux_guest_domain_xml(
 """
 
 
-def noos_guest_domain_xml(name: str, *, memory_mib: int = 64) -> str:
+def noos_guest_domain_xml(name: str, *, memory_mib: int = 64, domain_type: str = "kvm") -> str:
     """
     Build libvirt domain XML for the no-OS guest under KVM.
 
@@ -105,9 +105,10 @@ def noos_guest_domain_xml(name: str, *, memory_mib: int = 64) -> str:
 
     @param name: the domain name.
     @param memory_mib: guest RAM.
+    @param domain_type: C{kvm}, or C{qemu} for TCG (no access to C{/dev/kvm}).
     @return: the XML text.
     """
-    return f"""<domain type='kvm'>
+    return f"""<domain type='{domain_type}'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{int(memory_mib)}</memory>
   <vcpu>1</vcpu>

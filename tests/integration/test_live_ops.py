@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon import qemu_pids_below
+from tests.integration.daemon import qemu_pids_below, terminate
 from tests.integration.guests import (
     linux_guest_domain_xml,
     noos_guest_domain_xml,
@@ -69,13 +69,7 @@ class Daemon:
 
     def stop(self) -> None:
         """SIGTERM the daemon (guests are left running) and wait for it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
     def cleanup(self) -> None:
         """Stop the daemon and kill its guests by PID."""

@@ -29,10 +29,11 @@ from tests.integration.daemon import (
     VIRSH,
     qemu_pids_below,
     require_tools,
+    terminate,
     virsh_ok,
     wait_until,
 )
-from tests.integration.guests import QBOOT_ROM
+from tests.integration.guests import noos_guest_domain_xml
 
 USER = "nobody"
 RUNUSER = "/usr/sbin/runuser"
@@ -118,13 +119,7 @@ class UserDaemon:
 
     def cleanup(self) -> None:
         """Kill by PID the daemon (through runuser) and its QEMUs; remove the folder."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         for pid in qemu_pids_below(self.home):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -160,19 +155,7 @@ def test_session_daemon_as_user(user_daemon: UserDaemon) -> None:
     the host's CPU model (CPUID read by the instruction, in a child
     process) and the C{dac} label of the user, and destroys the guest.
     """
-    xml = f"""<domain type='qemu'>
-  <name>mine</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <loader type='rom'>{QBOOT_ROM}</loader>
-  </os>
-  <devices>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    xml = noos_guest_domain_xml("mine", domain_type="qemu")
     path = os.path.join(user_daemon.home, "mine.xml")
     with open(path, "w") as f:
         f.write(xml)
