@@ -251,6 +251,12 @@ def makeService(config: Options) -> IService:
     from qemud.qemu.guest import GuestTimeouts
 
     paths = config.paths()
+    # Checked before twistd daemonizes or writes its pidfile; created later,
+    # when the daemon starts.
+    uncreatable = paths.uncreatable_dir()
+    if uncreatable is not None:
+        sys.stderr.write(f"qemud: cannot create directory {uncreatable[0]}: {uncreatable[1]}\n")
+        raise SystemExit(1)
     session = bool(config["session"])
     timeouts = GuestTimeouts(command=config["qmp-timeout"], kill=config["kill-timeout"])
     driver = build_driver(reactor, paths, timeouts=timeouts)

@@ -353,23 +353,21 @@ class MakeServiceTests(OptionsTestBase):
     def test_unwritable_layout_exits_1(self) -> None:
         """
         A layout that cannot be created (here: below a regular file; for a
-        user, a home that does not exist) stops the daemon as it starts,
-        with status 1 and one line on stderr naming the directory, not a
-        traceback.
+        user, a home that does not exist) stops the daemon before it starts
+        (before twistd daemonizes or writes a pidfile), with status 1 and
+        one line on stderr naming the directory, not a traceback.
         """
         blocker = os.path.abspath(self.mktemp())
         with open(blocker, "w"):
             pass
-        manager = list(tap.makeService(parse("--root", blocker)))[0]  # type: ignore[call-overload]
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as cm:
-            manager.privilegedStartService()
+            tap.makeService(parse("--root", blocker))
         self.assertEqual(cm.exception.code, 1)
         text = stderr.getvalue()
         self.assertEqual(text.count("\n"), 1, text)
         self.assertTrue(text.startswith(f"qemud: cannot create directory {blocker}/"), text)
-        self.flushLoggedErrors()
 
     def test_tls_listener(self) -> None:
         """With a good pki dir, each --listen-tls adds a TCP listener sharing the tracker."""

@@ -35,7 +35,7 @@ import platform
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from qemud.qemu.cpumap import (
@@ -237,18 +237,19 @@ def kvm_tsc_info(kvm: str = "/dev/kvm") -> tuple[int, bool] | None:
     return khz * 1000, scaling > 0
 
 
-def with_arch_capabilities(data: CPUData, cpu_map: CPUMap | None,
-                           dev: str = "/dev") -> CPUData:
+def with_arch_capabilities(data: CPUData, cpu_map: CPUMap | None, dev: str = "/dev", *,
+                           read: Callable[[int], int | None] | None = None) -> CPUData:
     """
     Add C{IA32_ARCH_CAPABILITIES} (MSR 0x10a) when the map's
     C{arch-capabilities} feature is in the CPUID data and the MSR can be
     read, as C{virCPUx86GetHost} does (best effort).
 
+    @param read: reads an MSR by index (default: L{read_msr} below C{dev}).
     @return: C{data}, with the MSR when it applies.
     """
     if cpu_map is None or not has_feature(data, "arch-capabilities", cpu_map):
         return data
-    value = read_msr(_ARCH_CAPABILITIES, dev)
+    value = read(_ARCH_CAPABILITIES) if read is not None else read_msr(_ARCH_CAPABILITIES, dev)
     if value is None:
         return data
     return CPUData(cpuid=data.cpuid, msr={**data.msr, _ARCH_CAPABILITIES: value})

@@ -8,7 +8,6 @@ guests when the daemon stops (they keep running, as with libvirtd).
 from __future__ import annotations
 
 import os
-import sys
 from functools import partial
 from typing import Any
 
@@ -20,8 +19,8 @@ from qemud.daemon.driver import DomainDriver
 from qemud.daemon.node import NodeFacts
 from qemud.daemon.paths import DaemonPaths
 from qemud.daemon.store import DomainStore
-from qemud.domain.xml import parse_domain_xml
-from qemud.errors import HostSystemError, QemudError
+from qemud.domain.xml import read_domain_xml
+from qemud.errors import QemudError
 from qemud.qemu.caps import CapsCache
 from qemud.qemu.guest import Guest, GuestTimeouts
 from qemud.qemu.vnc import VncPortAllocator
@@ -62,17 +61,9 @@ class DomainManagerService(Service):
     def privilegedStartService(self) -> None:
         """
         Load configs and status files before any listener accepts a client.
-
-        A layout that cannot be created stops the daemon with status 1 and
-        one line on stderr (and in the log) naming the directory.
         """
         super().privilegedStartService()
-        try:
-            self._loaded = self.driver.load()
-        except HostSystemError as e:
-            self.log.critical("{message}", message=e.message)
-            sys.stderr.write(f"qemud: {e.message}\n")
-            raise SystemExit(1) from None
+        self._loaded = self.driver.load()
 
     def startService(self) -> None:
         """
@@ -96,7 +87,7 @@ class DomainManagerService(Service):
         try:
             with open(path, encoding="utf-8") as f:
                 xml = f.read()
-            name = parse_domain_xml(xml).name
+            name = read_domain_xml(xml).name
             try:
                 self.driver.lookup_by_name(name)
                 return

@@ -560,10 +560,7 @@ class NodeFacts:
         if data is not None:
             signature = cpu_signature(data)
         if data is not None and cpu_map is not None:
-            if has_feature(data, "arch-capabilities", cpu_map):
-                value = self._msr(0x10A)
-                if value is not None:
-                    data = CPUData(cpuid=data.cpuid, msr={**data.msr, 0x10A: value})
+            data = hostcpu.with_arch_capabilities(data, cpu_map, read=self._msr)
             decoded = decode_host(data, cpu_map)
             if decoded is None:
                 self.log.warn("no CPU model of libvirt's map fits this host's CPU")

@@ -133,6 +133,28 @@ class DaemonPaths:
         """
         return os.path.join(self.save_dir, name + ".save")
 
+    def _private_dirs(self) -> tuple[str, ...]:
+        return (self.config_dir, self.autostart_dir, self.status_dir, self.log_dir,
+                self.lib_dir, self.save_dir, self.cache_dir, os.path.join(self.run_dir, "qmp"))
+
+    def uncreatable_dir(self) -> tuple[str, str] | None:
+        """
+        Find, without creating anything, a directory of the layout that
+        L{create_dirs} could not create: its nearest existing ancestor is
+        not a directory this process may write in.
+
+        @return: (the directory, why), or C{None} when all can be made.
+        """
+        for path in (self.run_dir, *self._private_dirs()):
+            existing = path
+            while not os.path.lexists(existing):
+                existing = os.path.dirname(existing)
+            if not os.path.isdir(existing):
+                return path, f"{existing} is not a directory"
+            if existing != path and not os.access(existing, os.W_OK | os.X_OK):
+                return path, f"no permission to write in {existing}"
+        return None
+
     def create_dirs(self) -> None:
         """
         Create every directory of the layout that does not exist yet, private
@@ -142,8 +164,6 @@ class DaemonPaths:
         """
         os.makedirs(self.run_dir, exist_ok=True)
         os.chmod(self.run_dir, 0o755)
-        for path in (self.config_dir, self.autostart_dir, self.status_dir, self.log_dir,
-                     self.lib_dir, self.save_dir, self.cache_dir,
-                     os.path.join(self.run_dir, "qmp")):
+        for path in self._private_dirs():
             os.makedirs(path, mode=0o700, exist_ok=True)
             os.chmod(path, 0o700)

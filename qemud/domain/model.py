@@ -334,7 +334,9 @@ class Controller:
 
     @ivar type: C{usb}, C{sata}, C{scsi}, C{virtio-serial} or C{pci}.
     @ivar index: the controller's number among those of its type.
-    @ivar model: the model; C{None} until the machine's default is filled in.
+    @ivar model: the model; C{None} for the types that have only one
+        (C{sata}, C{virtio-serial}) and until the machine's default, if
+        it has one, is filled in.
     @ivar target_chassis: a root port's C{<target chassis=>}.
     @ivar target_port: a root port's C{<target port=>}.
     """

@@ -264,7 +264,7 @@ def add_implicit_controllers(domain: Domain, kind: str) -> Domain:
         if key not in have:
             have[key] = Controller(type=key[0], index=key[1])
     controllers = tuple(
-        replace(c, model=_default_model(c, kind)) if c.model != _default_model(c, kind) else c
+        replace(c, model=_default_model(c, kind))
         for _key, c in sorted(have.items(),
                               key=lambda kv: (CONTROLLER_TYPES.index(kv[0][0]), kv[0][1])))
     if controllers == dv.controllers:
@@ -283,9 +283,8 @@ class _Buses:
     @ivar ports: the buses that root ports make (their indexes).
     """
 
-    def __init__(self, kind: str, ports: set[int] | None = None) -> None:
-        self.kind = kind
-        self.ports: set[int] = set(ports or ())
+    def __init__(self, kind: str, ports: set[int]) -> None:
+        self.ports = ports
         self.used: dict[tuple[int, int], set[int]] = {}
         for slot, functions in _BOARD[kind].items():
             self.used[(0, slot)] = set(functions)

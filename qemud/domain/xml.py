@@ -1065,6 +1065,21 @@ _TEXT_ESCAPES = str.maketrans({
 })
 
 
+def escape_attribute(value: str) -> str:
+    """
+    @return: C{value} escaped for a single-quoted attribute (libvirt's way:
+        line breaks and tabs as character references).
+    """
+    return value.translate(_ESCAPES)
+
+
+def escape_text(value: str) -> str:
+    """
+    @return: C{value} escaped for element text.
+    """
+    return value.translate(_TEXT_ESCAPES)
+
+
 def _a(name: str, value: object) -> str:
     """
     Render one attribute, or nothing when C{value} is C{None}.
@@ -1073,11 +1088,7 @@ def _a(name: str, value: object) -> str:
         return ""
     if isinstance(value, bool):
         value = "yes" if value else "no"
-    return f" {name}='{str(value).translate(_ESCAPES)}'"
-
-
-def _t(value: str) -> str:
-    return value.translate(_TEXT_ESCAPES)
+    return f" {name}='{escape_attribute(str(value))}'"
 
 
 def _alias(out: list[str], ind: str, alias: str | None, inactive: bool,
@@ -1122,7 +1133,7 @@ def _format_disk(out: list[str], ind: str, d: Disk, inactive: bool) -> None:
     if d.shareable:
         out.append(f"{i}<shareable/>")
     if d.serial is not None:
-        out.append(f"{i}<serial>{_t(d.serial)}</serial>")
+        out.append(f"{i}<serial>{escape_text(d.serial)}</serial>")
     if d.boot_order is not None:
         out.append(f"{i}<boot order='{d.boot_order}'/>")
     _alias(out, i, d.alias, inactive, d.address)
@@ -1224,14 +1235,14 @@ def _format_device(out: list[str], ind: str, dev: Disk | Interface, inactive: bo
 
 def _format_os(out: list[str], o: OS) -> None:
     out.append("  <os>")
-    out.append(f"    <type{_a('arch', o.arch)}{_a('machine', o.machine)}>{_t(o.type)}</type>")
+    out.append(f"    <type{_a('arch', o.arch)}{_a('machine', o.machine)}>{escape_text(o.type)}</type>")
     if o.loader is not None:
         ld = o.loader
         out.append(f"    <loader{_a('readonly', ld.readonly)}{_a('type', ld.type)}>"
-                   f"{_t(ld.path)}</loader>")
+                   f"{escape_text(ld.path)}</loader>")
     for tag, value in (("kernel", o.kernel), ("initrd", o.initrd), ("cmdline", o.cmdline)):
         if value is not None:
-            out.append(f"    <{tag}>{_t(value)}</{tag}>")
+            out.append(f"    <{tag}>{escape_text(value)}</{tag}>")
     for dev in o.boot_devs:
         out.append(f"    <boot dev='{dev}'/>")
     if o.bootmenu is not None:
@@ -1246,7 +1257,7 @@ def _format_cpu(out: list[str], c: CPU) -> None:
     start = len(out)
     out.append(f"  <cpu{head}>")
     if c.model is not None:
-        out.append(f"    <model{_a('fallback', c.fallback)}>{_t(c.model)}</model>")
+        out.append(f"    <model{_a('fallback', c.fallback)}>{escape_text(c.model)}</model>")
     elif c.fallback is not None:
         out.append(f"    <model{_a('fallback', c.fallback)}/>")
     for f in c.features:
@@ -1276,12 +1287,12 @@ def format_domain_xml(
     out: list[str] = []
     idattr = "" if inactive or domain_id is None else f" id='{domain_id}'"
     out.append(f"<domain type='{d.type}'{idattr}>")
-    out.append(f"  <name>{_t(d.name)}</name>")
+    out.append(f"  <name>{escape_text(d.name)}</name>")
     out.append(f"  <uuid>{d.uuid}</uuid>")
     if d.title is not None:
-        out.append(f"  <title>{_t(d.title)}</title>")
+        out.append(f"  <title>{escape_text(d.title)}</title>")
     if d.description is not None:
-        out.append(f"  <description>{_t(d.description)}</description>")
+        out.append(f"  <description>{escape_text(d.description)}</description>")
     out.append(f"  <memory unit='KiB'>{d.memory_kib}</memory>")
     current = d.memory_kib if d.current_memory_kib is None else d.current_memory_kib
     out.append(f"  <currentMemory unit='KiB'>{current}</currentMemory>")
@@ -1306,9 +1317,9 @@ def format_domain_xml(
         out.append("  </clock>")
     else:
         out.append(f"  <clock{_a('offset', d.clock.offset)}/>")
-    out.append(f"  <on_poweroff>{_t(d.on_poweroff)}</on_poweroff>")
-    out.append(f"  <on_reboot>{_t(d.on_reboot)}</on_reboot>")
-    out.append(f"  <on_crash>{_t(d.on_crash)}</on_crash>")
+    out.append(f"  <on_poweroff>{escape_text(d.on_poweroff)}</on_poweroff>")
+    out.append(f"  <on_reboot>{escape_text(d.on_reboot)}</on_reboot>")
+    out.append(f"  <on_crash>{escape_text(d.on_crash)}</on_crash>")
     _format_devices(out, d.devices, inactive, secure)
     out.append("</domain>")
     out.append("")
@@ -1320,7 +1331,7 @@ def _format_devices(out: list[str], dv: Devices, inactive: bool, secure: bool) -
     out.append("  <devices>")
     ind = "    "
     if dv.emulator is not None:
-        out.append(f"{ind}<emulator>{_t(dv.emulator)}</emulator>")
+        out.append(f"{ind}<emulator>{escape_text(dv.emulator)}</emulator>")
     for disk in dv.disks:
         _format_disk(out, ind, disk, inactive)
     for ctl in dv.controllers:
@@ -1357,7 +1368,7 @@ def _format_devices(out: list[str], dv: Devices, inactive: bool, secure: bool) -
                        address=b.address)
     for rng in dv.rngs:
         be = f"{ind}  <backend{_a('model', rng.backend_model)}"
-        be += "/>" if rng.backend_path is None else f">{_t(rng.backend_path)}</backend>"
+        be += "/>" if rng.backend_path is None else f">{escape_text(rng.backend_path)}</backend>"
         _format_simple(out, ind, "rng", _a("model", rng.model), rng.alias, inactive, [be],
                        rng.address)
     _close(out, "  ", "devices", "", start)

@@ -54,7 +54,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from qemud.domain import defaults, pci
+from qemud.domain import pci
+from qemud.domain.defaults import machine_kind
 from qemud.domain.model import (
     RNG,
     CharDev,
@@ -181,16 +182,6 @@ def render_props(props: Mapping[str, Any], head: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------- machine
-
-def machine_kind(canonical: str) -> str:
-    """
-    @param canonical: a canonical machine type name.
-    @return: C{i440fx}, C{q35}, C{isapc}, C{microvm} or C{other}
-        (L{qemud.domain.defaults.machine_kind}, which decides where devices
-        sit on PCI).
-    """
-    return defaults.machine_kind(canonical)
-
 
 def pci_device_props(props: Props, address: PCIAddress | None, kind: str) -> Props:
     """

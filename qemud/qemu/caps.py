@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qemud.domain.model import Domain
+from qemud.domain.xml import escape_attribute, escape_text
 from qemud.errors import ConfigUnsupportedError, HostSystemError
 
 __all__ = [
@@ -842,10 +843,6 @@ class HostCaps:
     secmodels: tuple[SecModel, ...] = (SecModel("none"),)
 
 
-_XML_ESCAPES = str.maketrans({"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;",
-                              '"': "&quot;"})
-
-
 @dataclass(frozen=True)
 class _Element:
     """One element to print: attributes in order, then text or children."""
@@ -861,10 +858,10 @@ def _render(out: list[str], indent: str, element: _Element) -> None:
     Print an element libvirt's way: two-space indentation, single-quoted
     attributes, empty elements self-closed.
     """
-    head = element.tag + "".join(f" {name}='{str(value).translate(_XML_ESCAPES)}'"
+    head = element.tag + "".join(f" {name}='{escape_attribute(str(value))}'"
                                  for name, value in element.attrs)
     if element.text is not None:
-        out.append(f"{indent}<{head}>{element.text.translate(_XML_ESCAPES)}</{element.tag}>")
+        out.append(f"{indent}<{head}>{escape_text(element.text)}</{element.tag}>")
     elif element.children:
         out.append(f"{indent}<{head}>")
         for child in element.children:

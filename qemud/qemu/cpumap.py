@@ -338,7 +338,6 @@ class CPUModel:
 
     name: str
     decode_host: bool
-    decode_guest: bool
     vendor: str | None
     signatures: tuple[CPUSignature, ...]
     bits: Mapping[_Key, Registers]
@@ -519,7 +518,7 @@ class _MapBuilder:
             names.append(feature.name)
         order = {f.name: i for i, f in enumerate(self.features)}
         self.models.append(CPUModel(
-            name=name, decode_host=decode["@host"] == "on", decode_guest=decode["@guest"] == "on",
+            name=name, decode_host=decode["@host"] == "on",
             vendor=vendor, signatures=signatures, bits=bits,
             features=tuple(sorted(set(names), key=order.__getitem__)), removed=tuple(removed)))
 
@@ -564,7 +563,15 @@ def load_cpu_map(directory: str = DEFAULT_CPU_MAP_DIR, arch: str = "x86") -> CPU
         filename = include.get("@filename") if isinstance(include, dict) else None
         if not filename:
             raise CPUMapError(f"{index}: <include> without a filename")
-        builder.load(_parse(os.path.join(directory, filename)))
+        path = os.path.join(directory, filename)
+        try:
+            builder.load(_parse(path))
+        except CPUMapError:
+            raise
+        except (AttributeError, TypeError, KeyError, ValueError) as e:
+            # Elements of an unexpected shape (text where attributes were due,
+            # a non-ASCII vendor string, ...).
+            raise CPUMapError(f"{path}: unusable: {e}") from e
     return builder.build()
 
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qemud.domain import pci
+from qemud.domain.defaults import controller_alias, disk_index
 from qemud.domain.defaults import disk_alias as libvirt_disk_alias
-from qemud.domain.defaults import disk_index
 from qemud.domain.model import Controller, Disk, Domain, Interface, PCIAddress
 from qemud.errors import (
     ConfigUnsupportedError,
@@ -242,8 +242,9 @@ def plug_address(domain: Domain, device: Disk | Interface | Controller,
     @param domain: the running definition.
     @param device: a device about to be plugged in.
     @param kind: the machine kind.
-    @return: its PCI address (L{qemud.domain.pci.hotplug_address}), or
-        C{None} when it is not on PCI or the machine has no address layout.
+    @return: its PCI address (L{qemud.domain.pci.hotplug_address});
+        C{None} when it is not on PCI; the address it asks for, if any,
+        when the machine has no address layout (QEMU places it).
     @raise ConfigUnsupportedError: a PCI address on a device not on PCI.
     @raise DomainConfigError: the address asked for is invalid or in use.
     """
@@ -321,10 +322,10 @@ def plan_disk_attach(domain: Domain, disk: Disk, node_index: int, *, kind: str,
     if disk.target_bus == "scsi":
         index = (disk_index(disk.target_dev) or 0) // 7
         if not any(c.type == "scsi" and c.index == index for c in controllers):
-            controller = Controller(type="scsi", index=index, model="lsilogic",
-                                    alias=f"scsi{index}")
+            controller = Controller(type="scsi", index=index, model="lsilogic")
             controller = dataclasses.replace(
-                controller, address=plug_address(domain, controller, kind))
+                controller, alias=controller_alias(controller, kind),
+                address=plug_address(domain, controller, kind))
             props = controller_device_props(controller, kind)
             assert props is not None
             if has_device is not None and not has_device(props["driver"]):

@@ -246,6 +246,21 @@ class MapLoadingTests(SyntheticMapTestCase):
         with self.assertRaises(CPUMapError):
             load_cpu_map(directory)
 
+    def test_elements_of_the_wrong_shape(self) -> None:
+        """
+        Elements of an unexpected shape (a vendor given as text, a non-ASCII
+        vendor string) raise L{CPUMapError} naming the file, not whatever
+        the reader tripped on.
+        """
+        directory = write_map([model_xml("m", ["fpu"])])
+        self.addCleanup(shutil.rmtree, directory)
+        for body in ("<vendor>Intel</vendor>", "<vendor name='X' string='GenuineInt\u00e9l'/>"):
+            with open(os.path.join(directory, "x86_vendors.xml"), "w") as f:
+                f.write(f"<cpus>{body}</cpus>")
+            with self.subTest(body), self.assertRaises(CPUMapError) as ctx:
+                load_cpu_map(directory)
+            self.assertIn("x86_vendors.xml", str(ctx.exception))
+
     def test_installed_map(self) -> None:
         """
         libvirt's installed map has its vendors, hundreds of features and
